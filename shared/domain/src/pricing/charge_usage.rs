@@ -1,0 +1,77 @@
+//! The usage of one charge (or one of its filters or groups) over one period.
+
+use super::percentage::PercentageSeries;
+use crate::aggregation::{AggregationState, Measurement, MergeMismatch, Stamped, Window};
+use crate::catalog::{BillableMetric, PricingProperties};
+use crate::money::Currency;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// Mergeable usage of a charge: the metric's aggregation, plus what some charge models need
+/// beyond it (the event series of a percentage charge, the event prices of a dynamic one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChargeUsage {
+    pub aggregation: AggregationState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<PercentageSeries>,
+    #[serde(default)]
+    pub dynamic_amount_cents: Decimal,
+}
+
+/// A period's usage priced: exact amount in major units, before rounding to the currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricedUsage {
+    pub units: Decimal,
+    pub events_count: u64,
+    pub amount: Decimal,
+}
+
+impl ChargeUsage {
+    pub fn new(metric: &BillableMetric, properties: &PricingProperties, window: Window) -> Self {
+        let series = match properties {
+            PricingProperties::Percentage(p) if p.needs_event_series() => Some(PercentageSeries::default()),
+            _ => None,
+        };
+        Self {
+            aggregation: AggregationState::new(metric.aggregation, window),
+            series,
+            dynamic_amount_cents: Decimal::ZERO,
+        }
+    }
+
+    #[inline]
+    pub fn fold(&mut self, properties: &PricingProperties, m: &Measurement) {
+        self.aggregation.fold(m);
+        self.dynamic_amount_cents += m.precise_total_amount_cents;
+        if let (Some(series), PricingProperties::Percentage(p)) = (&mut self.series, properties) {
+            series.fold(p, Stamped { at_ms: m.at_ms, value: m.value });
+        }
+    }
+
+    pub fn merge(&mut self, properties: &PricingProperties, other: &ChargeUsage) -> Result<(), MergeMismatch> {
+        self.aggregation.merge(&other.aggregation)?;
+        self.dynamic_amount_cents += other.dynamic_amount_cents;
+        if let (Some(series), Some(theirs), PricingProperties::Percentage(p)) =
+            (&mut self.series, &other.series, properties)
+        {
+            series.merge(p, theirs);
+        }
+        Ok(())
+    }
+
+    /// Units (after the metric's rounding) and amount for the period. `history`: states of
+    /// earlier periods when the metric is recurring, else empty.
+    pub fn price(
+        &self,
+        metric: &BillableMetric,
+        properties: &PricingProperties,
+        history: &[&AggregationState],
+        currency: Currency,
+    ) -> PricedUsage {
+        let units = metric.round_units(self.aggregation.units(history));
+        let events_count = self.aggregation.events_count();
+        let amount =
+            super::amount(properties, units, events_count, self.series.as_ref(), self.dynamic_amount_cents, currency);
+        PricedUsage { units, events_count, amount }
+    }
+}
