@@ -8,4 +8,5 @@ pub mod aggregation;
 pub mod catalog;
 pub mod expression;
 pub mod money;
+pub mod periods;
 pub mod pricing;
