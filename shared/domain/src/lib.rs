@@ -7,6 +7,8 @@
 pub mod aggregation;
 pub mod catalog;
 pub mod expression;
+pub mod invoice;
 pub mod money;
 pub mod periods;
 pub mod pricing;
+pub mod validation;

@@ -147,7 +147,14 @@ impl AggregationState {
             Self::UniqueCount { members, events } => {
                 if let Some(key) = &m.unique_key {
                     let op = MemberOp { at_ms: m.at_ms, operation: m.operation };
-                    members.entry(key.clone()).and_modify(|current| *current = (*current).max(op)).or_insert(op);
+                    // Look up before inserting: most events repeat a known value, and
+                    // `entry` would allocate a copy of the key for each of them.
+                    match members.get_mut(key) {
+                        Some(current) => *current = (*current).max(op),
+                        None => {
+                            members.insert(key.clone(), op);
+                        }
+                    }
                 }
                 *events += 1;
             }
