@@ -1,0 +1,300 @@
+//! The embedded store: SQLite in WAL mode, `synchronous=FULL` (durable on commit).
+//!
+//! One writer thread owns the write connection and commits *groups* of concurrent requests in
+//! one transaction (one fsync for many requests), each request inside its own savepoint so a
+//! refused request rolls back alone. Reads use a small pool of read connections.
+//!
+//! Event dedupe: the log's `event_keys` table holds a 64-bit hash of `(organization,
+//! transaction_id)` and the event's row number. A small integer key packs hundreds of entries in a
+//! page, so each new event dirties far less than a page; a hit is confirmed against the stored
+//! event itself, so a hash collision can never refuse a genuine event (exact idempotency).
+//! The same table answers `GET /events/{transaction_id}`.
+
+mod schema;
+mod writer;
+
+use crate::{
+    AppendOutcome, EventBatch, EventFilter, Item, Key, LoggedEvent, Page, Query, Store, StoreError, StoreResult, Write,
+};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use tokio::sync::oneshot;
+use writer::Job;
+
+/// Upper bound appended to a prefix to make a sort-key range (the largest Unicode scalar).
+const PREFIX_END: char = '\u{10FFFF}';
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer thread once it has drained its queue.
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database `tally.db` in `data_dir`.
+    pub fn open(data_dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(data_dir).map_err(backend)?;
+        let path = data_dir.join("tally.db");
+        let conn = schema::open_writer(&path)?;
+        let (sender, receiver) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("tally-sqlite-writer".into())
+            .spawn(move || writer::run(conn, receiver))
+            .map_err(backend)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                jobs: Mutex::new(Some(sender)),
+                readers: Mutex::new(Vec::new()),
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Job,
+    ) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let jobs = self.inner.jobs.lock().map_err(backend)?;
+            let sender = jobs.as_ref().ok_or_else(|| StoreError::Unavailable("store closed".into()))?;
+            sender.send(make(reply)).map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
+        }
+        answer.await.map_err(|_| StoreError::Unavailable("writer stopped".into()))?
+    }
+
+    /// Runs a read on a pooled read connection, off the async runtime.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().map_err(backend)?.pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => {
+                    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                    let conn = Connection::open_with_flags(&inner.path, flags).map_err(backend)?;
+                    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+                    conn
+                }
+            };
+            let result = f(&conn);
+            if let Ok(mut readers) = inner.readers.lock() {
+                if readers.len() < 16 {
+                    readers.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+fn logged_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoggedEvent> {
+    Ok(LoggedEvent {
+        organization_id: row.get(0)?,
+        external_subscription_id: row.get(1)?,
+        transaction_id: row.get(2)?,
+        code: row.get(3)?,
+        timestamp_ms: row.get(4)?,
+        body: row.get(5)?,
+    })
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+        let key = key.clone();
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT value, version FROM items WHERE pk = ?1 AND sk = ?2").map_err(backend)?;
+            let found = stmt
+                .query_row(params![key.pk, key.sk], |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?)))
+                .optional()
+                .map_err(backend)?;
+            Ok(found.map(|(value, version)| Item { key, value, version: version.unsigned_abs() }))
+        })
+        .await
+    }
+
+    async fn query(&self, query: &Query) -> StoreResult<Page> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let limit = query.limit.clamp(1, crate::MAX_PAGE);
+            let low = query.sk_prefix.clone();
+            let high = format!("{}{PREFIX_END}", query.sk_prefix);
+            let (low, high) = match (&query.after, query.descending) {
+                (Some(after), false) => (format!("{after}\u{0}"), high),
+                (Some(after), true) => (low, after.clone()),
+                (None, _) => (low, high),
+            };
+            let order = if query.descending { "DESC" } else { "ASC" };
+            let sql = format!(
+                "SELECT sk, value, version FROM items WHERE pk = ?1 AND sk >= ?2 AND sk < ?3 ORDER BY sk {order} LIMIT ?4"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(params![query.pk, low, high, to_i64(limit + 1)], |row| {
+                    Ok(Item {
+                        key: Key::new(query.pk.clone(), row.get::<_, String>(0)?),
+                        value: row.get(1)?,
+                        version: row.get::<_, i64>(2)?.unsigned_abs(),
+                    })
+                })
+                .map_err(backend)?;
+            let mut items = rows.collect::<Result<Vec<_>, _>>().map_err(backend)?;
+            let next = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(|i| i.key.sk.clone())
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
+        crate::contract::check_transaction_shape(&writes)?;
+        self.submit(|reply| Job::Transact { writes, reply }).await
+    }
+
+    async fn append_events(&self, batch: EventBatch) -> StoreResult<AppendOutcome> {
+        if batch.events.is_empty() && batch.usage.is_empty() {
+            return Ok(AppendOutcome::Appended);
+        }
+        self.submit(|reply| Job::Append { batch, reply }).await
+    }
+
+    async fn events_by_transaction(
+        &self,
+        organization_id: &str,
+        transaction_id: &str,
+    ) -> StoreResult<Vec<LoggedEvent>> {
+        let (org, tx) = (organization_id.to_owned(), transaction_id.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT e.org, e.sub, e.tx, e.code, e.ts_ms, e.body FROM event_keys k JOIN events e ON e.seq = k.seq
+                     WHERE k.hash = ?1 AND e.org = ?2 AND e.tx = ?3 ORDER BY e.seq",
+                )
+                .map_err(backend)?;
+            let rows =
+                stmt.query_map(params![schema::event_hash(&org, &tx), org, tx], logged_event).map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn subscription_events(
+        &self,
+        organization_id: &str,
+        external_subscription_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+        offset: usize,
+        limit: usize,
+    ) -> StoreResult<Vec<LoggedEvent>> {
+        let (org, sub) = (organization_id.to_owned(), external_subscription_id.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT org, sub, tx, code, ts_ms, body FROM events
+                     WHERE org = ?1 AND sub = ?2 AND ts_ms >= ?3 AND ts_ms < ?4
+                     ORDER BY ts_ms, seq LIMIT ?5 OFFSET ?6",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![org, sub, from_ms, to_ms, to_i64(limit), to_i64(offset)], logged_event)
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_events(
+        &self,
+        organization_id: &str,
+        filter: &EventFilter,
+        offset: usize,
+        limit: usize,
+    ) -> StoreResult<(Vec<LoggedEvent>, u64)> {
+        let (org, filter) = (organization_id.to_owned(), filter.clone());
+        self.read(move |conn| {
+            let mut clauses = vec!["org = ?1".to_owned()];
+            let mut values: Vec<rusqlite::types::Value> = vec![org.into()];
+            if let Some(sub) = filter.external_subscription_id {
+                values.push(sub.into());
+                clauses.push(format!("sub = ?{}", values.len()));
+            }
+            if let Some(code) = filter.code {
+                values.push(code.into());
+                clauses.push(format!("code = ?{}", values.len()));
+            }
+            if let Some(from) = filter.timestamp_from_ms {
+                values.push(from.into());
+                clauses.push(format!("ts_ms >= ?{}", values.len()));
+            }
+            if let Some(to) = filter.timestamp_to_ms {
+                values.push(to.into());
+                clauses.push(format!("ts_ms <= ?{}", values.len()));
+            }
+            let filter_sql = clauses.join(" AND ");
+            let total: i64 = conn
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM events WHERE {filter_sql}"),
+                    rusqlite::params_from_iter(values.iter()),
+                    |row| row.get(0),
+                )
+                .map_err(backend)?;
+            values.push(to_i64(limit).into());
+            values.push(to_i64(offset).into());
+            let sql = format!(
+                "SELECT org, sub, tx, code, ts_ms, body FROM events WHERE {filter_sql} ORDER BY seq DESC LIMIT ?{} OFFSET ?{}",
+                values.len() - 1,
+                values.len()
+            );
+            let mut stmt = conn.prepare(&sql).map_err(backend)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), logged_event).map_err(backend)?;
+            let events = rows.collect::<Result<Vec<_>, _>>().map_err(backend)?;
+            Ok((events, total.unsigned_abs()))
+        })
+        .await
+    }
+}

@@ -1,0 +1,59 @@
+use crate::{StoreError, StoreResult};
+use rusqlite::Connection;
+use std::path::Path;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS items (
+    pk      TEXT    NOT NULL,
+    sk      TEXT    NOT NULL,
+    value   BLOB    NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (pk, sk)
+) WITHOUT ROWID;
+
+-- The event log, in arrival order.
+CREATE TABLE IF NOT EXISTS events (
+    seq   INTEGER PRIMARY KEY,
+    org   TEXT    NOT NULL,
+    sub   TEXT    NOT NULL,
+    tx    TEXT    NOT NULL,
+    code  TEXT    NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    body  BLOB    NOT NULL
+);
+-- Re-aggregation reads one subscription's events by time; new events land at the end of
+-- their subscription's range, so this index grows at a few hot pages.
+CREATE INDEX IF NOT EXISTS events_by_subscription ON events (org, sub, ts_ms);
+
+-- Dedupe and lookup by transaction id: 64-bit hash of (org, transaction_id) → event row.
+CREATE TABLE IF NOT EXISTS event_keys (
+    hash INTEGER NOT NULL,
+    seq  INTEGER NOT NULL,
+    PRIMARY KEY (hash, seq)
+) WITHOUT ROWID;
+";
+
+pub(super) fn open_writer(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(|e| StoreError::Backend(e.to_string()))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA cache_size = -65536;
+         PRAGMA wal_autocheckpoint = 10000;",
+    )
+    .and_then(|_| conn.execute_batch(SCHEMA))
+    .and_then(|_| conn.busy_timeout(std::time::Duration::from_secs(30)))
+    .map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(conn)
+}
+
+/// The dedupe hash of an event: xxh3 over organization and transaction id, as a signed integer
+/// (SQLite's integer type). A hit is always confirmed against the stored event.
+pub(super) fn event_hash(organization_id: &str, transaction_id: &str) -> i64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(organization_id.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(transaction_id.as_bytes());
+    i64::from_ne_bytes(hasher.digest().to_ne_bytes())
+}
