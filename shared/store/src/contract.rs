@@ -32,6 +32,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         ("query_prefix_order_and_paging", |s, o| Box::pin(query_prefix_order_and_paging(s, o))),
         ("append_dedupes_exactly", |s, o| Box::pin(append_dedupes_exactly(s, o))),
         ("append_applies_usage_atomically", |s, o| Box::pin(append_applies_usage_atomically(s, o))),
+        ("append_guards_and_writes", |s, o| Box::pin(append_guards_and_writes(s, o))),
         ("event_reads", |s, o| Box::pin(event_reads(s, o))),
         ("concurrent_appends_count_once", |s, o| Box::pin(concurrent_appends_count_once(s, o))),
     ]
@@ -162,44 +163,57 @@ async fn query_prefix_order_and_paging(store: Arc<dyn Store>, org: String) {
 }
 
 async fn append_dedupes_exactly(store: Arc<dyn Store>, org: String) {
-    let batch =
-        EventBatch { events: vec![event(&org, "sub-1", "t1", 10), event(&org, "sub-1", "t2", 20)], usage: vec![] };
+    let batch = EventBatch {
+        writes: vec![],
+        events: vec![event(&org, "sub-1", "t1", 10), event(&org, "sub-1", "t2", 20)],
+        usage: vec![],
+    };
     assert_eq!(store.append_events(batch).await.expect("append"), AppendOutcome::Appended);
     // a batch repeating t2 is refused whole: t3 is not stored either
-    let batch =
-        EventBatch { events: vec![event(&org, "sub-1", "t3", 30), event(&org, "sub-1", "t2", 20)], usage: vec![] };
+    let batch = EventBatch {
+        writes: vec![],
+        events: vec![event(&org, "sub-1", "t3", 30), event(&org, "sub-1", "t2", 20)],
+        usage: vec![],
+    };
     assert_eq!(store.append_events(batch).await.expect("append"), AppendOutcome::Duplicates(vec![1]));
     assert!(store.events_by_transaction(&org, "t3").await.expect("read").is_empty());
     // the same transaction id on another subscription is another event
-    let batch = EventBatch { events: vec![event(&org, "sub-2", "t1", 10)], usage: vec![] };
+    let batch = EventBatch { writes: vec![], events: vec![event(&org, "sub-2", "t1", 10)], usage: vec![] };
     assert_eq!(store.append_events(batch).await.expect("append"), AppendOutcome::Appended);
     assert_eq!(store.events_by_transaction(&org, "t1").await.expect("read").len(), 2);
     // repeats inside one batch
-    let batch = EventBatch { events: vec![event(&org, "sub-3", "x", 1), event(&org, "sub-3", "x", 2)], usage: vec![] };
+    let batch = EventBatch {
+        writes: vec![],
+        events: vec![event(&org, "sub-3", "x", 1), event(&org, "sub-3", "x", 2)],
+        usage: vec![],
+    };
     assert_eq!(store.append_events(batch).await.expect("append"), AppendOutcome::Duplicates(vec![1]));
     // another organization's identical event is its own
     let other = format!("{org}-other");
-    let batch = EventBatch { events: vec![event(&other, "sub-1", "t1", 10)], usage: vec![] };
+    let batch = EventBatch { writes: vec![], events: vec![event(&other, "sub-1", "t1", 10)], usage: vec![] };
     assert_eq!(store.append_events(batch).await.expect("append"), AppendOutcome::Appended);
 }
 
 async fn append_applies_usage_atomically(store: Arc<dyn Store>, org: String) {
     let state = key(&org, "usage", "sub-1#calls");
-    let batch = EventBatch { events: vec![event(&org, "sub-1", "u1", 1)], usage: vec![add(state.clone(), 1)] };
+    let batch =
+        EventBatch { writes: vec![], events: vec![event(&org, "sub-1", "u1", 1)], usage: vec![add(state.clone(), 1)] };
     store.append_events(batch).await.expect("append");
     let batch = EventBatch {
+        writes: vec![],
         events: vec![event(&org, "sub-1", "u2", 2), event(&org, "sub-1", "u3", 3)],
         usage: vec![add(state.clone(), 2)],
     };
     store.append_events(batch).await.expect("append");
     assert_eq!(counter(store.as_ref(), &state).await.as_deref(), Some("3"));
     // a refused batch leaves the state alone
-    let batch = EventBatch { events: vec![event(&org, "sub-1", "u1", 1)], usage: vec![add(state.clone(), 1)] };
+    let batch =
+        EventBatch { writes: vec![], events: vec![event(&org, "sub-1", "u1", 1)], usage: vec![add(state.clone(), 1)] };
     assert_eq!(store.append_events(batch).await.expect("append"), AppendOutcome::Duplicates(vec![0]));
     assert_eq!(counter(store.as_ref(), &state).await.as_deref(), Some("3"));
     // a failing merge writes nothing, not even the events
     let broken = UsageMerge { key: state.clone(), merge: Box::new(|_| Err("corrupt".into())) };
-    let batch = EventBatch { events: vec![event(&org, "sub-1", "u4", 4)], usage: vec![broken] };
+    let batch = EventBatch { writes: vec![], events: vec![event(&org, "sub-1", "u4", 4)], usage: vec![broken] };
     assert!(matches!(store.append_events(batch).await, Err(StoreError::Merge(_))));
     assert!(store.events_by_transaction(&org, "u4").await.expect("read").is_empty());
     assert_eq!(counter(store.as_ref(), &state).await.as_deref(), Some("3"));
@@ -212,7 +226,7 @@ async fn event_reads(store: Arc<dyn Store>, org: String) {
         event(&org, "sub-2", "c", 200),
         LoggedEvent { code: "storage".into(), ..event(&org, "sub-1", "d", 200) },
     ];
-    store.append_events(EventBatch { events, usage: vec![] }).await.expect("append");
+    store.append_events(EventBatch { events, usage: vec![], writes: vec![] }).await.expect("append");
     let by_time = store.subscription_events(&org, "sub-1", 100, 300, 0, 10).await.expect("read");
     assert_eq!(by_time.iter().map(|e| e.transaction_id.as_str()).collect::<Vec<_>>(), ["b", "d"]); // [100, 300)
     let paged = store.subscription_events(&org, "sub-1", 0, 1000, 1, 1).await.expect("read");
@@ -245,6 +259,7 @@ async fn concurrent_appends_count_once(store: Arc<dyn Store>, org: String) {
             if worker < 16 {
                 for i in 0..20 {
                     let batch = EventBatch {
+                        writes: vec![],
                         events: vec![event(&org, "sub-1", &format!("same-{i}"), i)],
                         usage: vec![add(state.clone(), 1)],
                     };
@@ -254,6 +269,7 @@ async fn concurrent_appends_count_once(store: Arc<dyn Store>, org: String) {
                 }
             } else {
                 let batch = EventBatch {
+                    writes: vec![],
                     events: vec![event(&org, "sub-1", &format!("own-{worker}"), 5)],
                     usage: vec![add(state.clone(), 1)],
                 };
@@ -269,4 +285,42 @@ async fn concurrent_appends_count_once(store: Arc<dyn Store>, org: String) {
     }
     assert_eq!(appended, 36);
     assert_eq!(counter(store.as_ref(), &state).await.as_deref(), Some("36"));
+}
+
+async fn append_guards_and_writes(store: Arc<dyn Store>, org: String) {
+    // A guard on an item read earlier: the batch commits only if the item is unchanged.
+    let plan = key(&org, "plan", "p");
+    store.transact(vec![put(plan.clone(), "v1", Condition::None)]).await.expect("put");
+    let parked = key(&org, "pending", "g1");
+    let batch = EventBatch {
+        events: vec![event(&org, "sub-1", "g1", 1)],
+        usage: vec![],
+        writes: vec![
+            Write::Check { key: plan.clone(), condition: Condition::Version(1) },
+            put(parked.clone(), "waiting", Condition::None),
+        ],
+    };
+    assert_eq!(store.append_events(batch).await.expect("append"), AppendOutcome::Appended);
+    assert_eq!(counter(store.as_ref(), &parked).await.as_deref(), Some("waiting"));
+    // the plan changes: a batch guarded by the old version is refused whole
+    store.transact(vec![put(plan.clone(), "v2", Condition::Version(1))]).await.expect("update");
+    let state = key(&org, "usage", "g");
+    let batch = EventBatch {
+        events: vec![event(&org, "sub-1", "g2", 2)],
+        usage: vec![add(state.clone(), 1)],
+        writes: vec![Write::Check { key: plan, condition: Condition::Version(1) }],
+    };
+    let err = store.append_events(batch).await.expect_err("stale guard");
+    assert!(matches!(err, StoreError::ConditionFailed { index: 0 }), "{err:?}");
+    assert!(store.events_by_transaction(&org, "g2").await.expect("read").is_empty());
+    assert_eq!(store.get(&state).await.expect("get"), None);
+    // and a batch of merges and writes alone (no new event) commits too
+    let batch = EventBatch {
+        events: vec![],
+        usage: vec![add(state.clone(), 5)],
+        writes: vec![Write::Delete { key: parked.clone(), condition: Condition::Version(1) }],
+    };
+    assert_eq!(store.append_events(batch).await.expect("append"), AppendOutcome::Appended);
+    assert_eq!(counter(store.as_ref(), &state).await.as_deref(), Some("5"));
+    assert_eq!(store.get(&parked).await.expect("get"), None);
 }

@@ -138,11 +138,16 @@ impl std::fmt::Debug for UsageMerge {
     }
 }
 
-/// Events to append in one all-or-nothing step, with the usage merges they cause.
+/// Events to append in one all-or-nothing step, with the usage merges they cause and any other
+/// item writes that must commit with them (guards that the catalog read is still current,
+/// events parked until a subscription covers them…).
 #[derive(Debug, Default)]
 pub struct EventBatch {
     pub events: Vec<LoggedEvent>,
     pub usage: Vec<UsageMerge>,
+    /// Applied (conditions checked) before the events; a failed condition refuses the batch with
+    /// [`StoreError::ConditionFailed`], writing nothing.
+    pub writes: Vec<Write>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,9 +196,10 @@ pub trait Store: Send + Sync + 'static {
     /// Applies all writes or none. At most [`MAX_TRANSACTION_WRITES`], each key once.
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()>;
 
-    /// Appends a batch of events and applies its usage merges, all or nothing. Refuses the
-    /// whole batch if any event repeats a stored `(organization, external_subscription_id,
-    /// transaction_id)` or an earlier event of the batch.
+    /// Appends a batch of events and applies its writes and usage merges, all or nothing.
+    /// Refuses the whole batch if any event repeats a stored `(organization,
+    /// external_subscription_id, transaction_id)` or an earlier event of the batch, or if a
+    /// write's condition fails.
     async fn append_events(&self, batch: EventBatch) -> StoreResult<AppendOutcome>;
 
     /// Events of an organization with this transaction id (one per subscription at most).

@@ -196,9 +196,10 @@ impl Store for SqliteStore {
     }
 
     async fn append_events(&self, batch: EventBatch) -> StoreResult<AppendOutcome> {
-        if batch.events.is_empty() && batch.usage.is_empty() {
+        if batch.events.is_empty() && batch.usage.is_empty() && batch.writes.is_empty() {
             return Ok(AppendOutcome::Appended);
         }
+        crate::contract::check_transaction_shape(&batch.writes)?;
         self.submit(|reply| Job::Append { batch, reply }).await
     }
 

@@ -175,6 +175,7 @@ fn append(conn: &Connection, batch: EventBatch) -> StoreResult<AppendOutcome> {
     if !duplicates.is_empty() {
         return Ok(AppendOutcome::Duplicates(duplicates));
     }
+    apply_writes(conn, &batch.writes)?;
     // 2. Log the events and their dedupe keys.
     {
         let mut insert_event = conn

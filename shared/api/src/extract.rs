@@ -1,0 +1,62 @@
+//! Request extraction in Lago's terms: the bearer key, root-keyed JSON bodies, paging.
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use tally_service::{organizations, Org, PageRequest, ServiceError};
+
+/// How long a resolved API key is trusted before it is looked up again.
+const AUTH_TTL: Duration = Duration::from_secs(2);
+
+/// The organization of the request's `Authorization: Bearer <key>`.
+pub struct Auth(pub Org);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header =
+            parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        // Lago takes the second space-separated token.
+        let key = header.split(' ').nth(1).filter(|k| !k.is_empty()).ok_or(ServiceError::Unauthorized)?;
+        if let Some(org) = state.cached_org(key) {
+            return Ok(Auth(org));
+        }
+        let org = organizations::authenticate(&state.tally, key).await?;
+        state.remember_org(key, org.clone(), Instant::now() + AUTH_TTL);
+        Ok(Auth(org))
+    }
+}
+
+/// Parses a JSON body and takes its root key (`{"customer": {...}}`), as Lago's controllers do.
+pub fn root<T: DeserializeOwned>(body: &Bytes, root: &str) -> ApiResult<T> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    let inner = value
+        .get(root)
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| ApiError::BadRequest(format!("param is missing or the value is empty: {root}")))?;
+    serde_json::from_value(inner.clone()).map_err(|e| ApiError::BadRequest(format!("{root}: {e}")))
+}
+
+/// The whole JSON body.
+pub fn whole<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Paging {
+    pub page: Option<usize>,
+    pub per_page: Option<usize>,
+}
+
+impl Paging {
+    pub fn request(&self) -> PageRequest {
+        PageRequest { page: self.page.unwrap_or(1).max(1), per_page: self.per_page.unwrap_or(100).clamp(1, 1000) }
+    }
+}

@@ -1,0 +1,92 @@
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{root, Auth, Paging};
+use crate::{views, AppState};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tally_service::events::{self, EventInput, MAX_BATCH};
+use tally_service::{ServiceError, Tally};
+use tally_store::EventFilter;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/events", get(index).post(create))
+        .route("/events/batch", post(batch))
+        .route("/events/{transaction_id}", get(show))
+}
+
+async fn create(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiResult<Json<Value>> {
+    let input: EventInput = root(&body, "event")?;
+    let events = events::ingest(&s.tally, &org, std::slice::from_ref(&input)).await.map_err(|e| match e {
+        // A single event reports its errors unkeyed.
+        ServiceError::BatchValidation(mut by_index) => match by_index.remove(&0) {
+            Some(errors) => ServiceError::Validation(errors),
+            None => ServiceError::Internal("empty batch error".into()),
+        },
+        other => other,
+    })?;
+    let event = events.first().ok_or_else(|| ApiError::from(ServiceError::Internal("no event stored".into())))?;
+    Ok(Json(json!({"event": views::event(event)})))
+}
+
+async fn batch(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiResult<Json<Value>> {
+    let inputs: Vec<EventInput> = root(&body, "events")?;
+    if inputs.is_empty() {
+        return Err(ServiceError::invalid("events", "no_events").into());
+    }
+    if inputs.len() > MAX_BATCH {
+        return Err(ServiceError::invalid("events", "too_many_events").into());
+    }
+    let events = events::ingest(&s.tally, &org, &inputs).await?;
+    Ok(Json(json!({"events": events.iter().map(views::event).collect::<Vec<_>>()})))
+}
+
+fn first(pairs: &[(String, String)], key: &str) -> Option<String> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+fn time_ms(value: Option<String>) -> Option<i64> {
+    let value = value?;
+    chrono::DateTime::parse_from_rfc3339(&value)
+        .map(|t| t.timestamp_millis())
+        .ok()
+        .or_else(|| events::timestamp_ms(&Value::String(value)))
+}
+
+async fn index(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
+    let pairs = super::subscriptions::pairs(query);
+    let filter = EventFilter {
+        external_subscription_id: first(&pairs, "external_subscription_id"),
+        code: first(&pairs, "code"),
+        timestamp_from_ms: time_ms(first(&pairs, "timestamp_from")),
+        timestamp_to_ms: time_ms(first(&pairs, "timestamp_to")),
+    };
+    let paging = Paging {
+        page: first(&pairs, "page").and_then(|p| p.parse().ok()),
+        per_page: first(&pairs, "per_page").and_then(|p| p.parse().ok()),
+    };
+    let page = events::list(&s.tally, &org, &filter, paging.request()).await?;
+    Ok(Json(views::list("events", page, views::event)))
+}
+
+async fn show(
+    State(s): State<AppState>,
+    Auth(org): Auth,
+    Path(transaction_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let subscription = first(&super::subscriptions::pairs(query), "external_subscription_id");
+    let event = get_event(&s.tally, &org, &transaction_id, subscription.as_deref()).await?;
+    Ok(Json(json!({"event": views::event(&event)})))
+}
+
+async fn get_event(
+    tally: &Tally,
+    org: &tally_service::Org,
+    transaction_id: &str,
+    subscription: Option<&str>,
+) -> ApiResult<tally_service::EventRecord> {
+    Ok(events::get(tally, org, transaction_id, subscription).await?)
+}

@@ -1,0 +1,70 @@
+use crate::error::ApiResult;
+use crate::extract::{Auth, Paging};
+use crate::{views, AppState};
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tally_service::invoices::{self, FeeFilter, InvoiceFilter};
+use tally_service::Paged;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/invoices", get(index))
+        .route("/invoices/{lago_id}", get(show))
+        .route("/invoices/{lago_id}/finalize", put(finalize))
+        .route("/invoices/{lago_id}/refresh", put(refresh))
+        .route("/fees", get(fees))
+        .route("/fees/{lago_id}", get(fee))
+}
+
+fn first(pairs: &[(String, String)], key: &str) -> Option<String> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+fn paging(pairs: &[(String, String)]) -> Paging {
+    Paging {
+        page: first(pairs, "page").and_then(|p| p.parse().ok()),
+        per_page: first(pairs, "per_page").and_then(|p| p.parse().ok()),
+    }
+}
+
+async fn index(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
+    let pairs = super::subscriptions::pairs(query);
+    let filter = InvoiceFilter {
+        external_customer_id: first(&pairs, "external_customer_id"),
+        status: first(&pairs, "status"),
+        issuing_date_from: first(&pairs, "issuing_date_from").and_then(|d| d.parse().ok()),
+        issuing_date_to: first(&pairs, "issuing_date_to").and_then(|d| d.parse().ok()),
+    };
+    let all = invoices::list(&s.tally, &org, &filter).await?;
+    Ok(Json(views::list("invoices", Paged::of(all, paging(&pairs).request()), |i| views::invoice(i, true))))
+}
+
+async fn show(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({"invoice": views::invoice(&invoices::get(&s.tally, &org, &id).await?, true)})))
+}
+
+async fn finalize(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({"invoice": views::invoice(&invoices::finalize(&s.tally, &org, &id).await?, true)})))
+}
+
+async fn refresh(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({"invoice": views::invoice(&invoices::refresh(&s.tally, &org, &id).await?, true)})))
+}
+
+async fn fees(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
+    let pairs = super::subscriptions::pairs(query);
+    let filter = FeeFilter {
+        external_customer_id: first(&pairs, "external_customer_id"),
+        external_subscription_id: first(&pairs, "external_subscription_id"),
+        fee_type: first(&pairs, "fee_type"),
+    };
+    let all = invoices::list_fees(&s.tally, &org, &filter).await?;
+    Ok(Json(views::list("fees", Paged::of(all, paging(&pairs).request()), |f| views::fee(&f.fee, &f.invoice))))
+}
+
+async fn fee(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let found = invoices::get_fee(&s.tally, &org, &id).await?;
+    Ok(Json(json!({"fee": views::fee(&found.fee, &found.invoice)})))
+}

@@ -1,0 +1,86 @@
+use crate::error::ApiResult;
+use crate::extract::{root, Auth, Paging};
+use crate::{views, AppState};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tally_service::records::SubscriptionRecord;
+use tally_service::subscriptions::{self, SubscriptionFilter};
+use tally_service::{plans, Org, Paged, Tally};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/subscriptions", get(index).post(create))
+        .route("/subscriptions/{external_id}", get(show).put(update).delete(terminate))
+}
+
+/// Query pairs, keeping repeated keys (`status[]=active&status[]=pending`).
+pub(crate) fn pairs(query: Option<String>) -> Vec<(String, String)> {
+    query.and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(&q).ok()).unwrap_or_default()
+}
+
+fn first(pairs: &[(String, String)], key: &str) -> Option<String> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+async fn view(tally: &Tally, org: &Org, subscription: &SubscriptionRecord) -> ApiResult<Value> {
+    let plan = plans::get(tally, org, &subscription.plan_code).await.ok();
+    Ok(json!({"subscription": views::subscription(subscription, plan.as_ref())}))
+}
+
+async fn create(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiResult<Json<Value>> {
+    let subscription = subscriptions::create(&s.tally, &org, root(&body, "subscription")?).await?;
+    Ok(Json(view(&s.tally, &org, &subscription).await?))
+}
+
+async fn index(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
+    let pairs = pairs(query);
+    let filter = SubscriptionFilter {
+        external_customer_id: first(&pairs, "external_customer_id"),
+        plan_code: first(&pairs, "plan_code"),
+        statuses: pairs.iter().filter(|(k, _)| k == "status[]" || k == "status").map(|(_, v)| v.clone()).collect(),
+    };
+    let paging = Paging {
+        page: first(&pairs, "page").and_then(|p| p.parse().ok()),
+        per_page: first(&pairs, "per_page").and_then(|p| p.parse().ok()),
+    };
+    let all = subscriptions::list(&s.tally, &org, &filter).await?;
+    let plans = plans::list(&s.tally, &org).await?;
+    Ok(Json(views::list("subscriptions", Paged::of(all, paging.request()), |sub| {
+        views::subscription(sub, plans.iter().find(|p| p.code == sub.plan_code))
+    })))
+}
+
+async fn show(
+    State(s): State<AppState>,
+    Auth(org): Auth,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let status = first(&pairs(query), "status");
+    let subscription = subscriptions::get(&s.tally, &org, &id, status.as_deref()).await?;
+    Ok(Json(view(&s.tally, &org, &subscription).await?))
+}
+
+async fn update(
+    State(s): State<AppState>,
+    Auth(org): Auth,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let subscription = subscriptions::update(&s.tally, &org, &id, root(&body, "subscription")?).await?;
+    Ok(Json(view(&s.tally, &org, &subscription).await?))
+}
+
+async fn terminate(
+    State(s): State<AppState>,
+    Auth(org): Auth,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let status = first(&pairs(query), "status");
+    let subscription = subscriptions::terminate(&s.tally, &org, &id, status.as_deref()).await?;
+    Ok(Json(view(&s.tally, &org, &subscription).await?))
+}

@@ -1,0 +1,367 @@
+//! Usage events: ingest (single or batch), attribute waiting events, read and list.
+//!
+//! Ingestion stores every accepted event in the log and, in the same atomic step, merges its
+//! pre-aggregated usage into the states of the subscription alive at its timestamp. An event no
+//! subscription (or no charge) covers yet is parked under its `external_subscription_id`; it is
+//! metered as soon as a subscription or charge covers it ([`attribute_pending`]), so backfilled
+//! usage bills the same as live usage. Each write is guarded by the versions of the subscription
+//! and plan items it was attributed with, so a concurrent catalog change can never leave an
+//! event parked or metered twice: the batch fails, and is attributed again.
+
+use crate::metering::{Deltas, EventRecord, Unmetered};
+use crate::records::{CompiledPlan, SubscriptionHistory};
+use crate::{keys, new_id, put, unchanged, Org, PageRequest, Paged, ServiceError, ServiceResult, Tally};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+use tally_domain::validation::ValidationErrors;
+use tally_store::{AppendOutcome, Condition, EventBatch, EventFilter, LoggedEvent, Query, StoreError, Write};
+
+/// Largest batch `POST /events/batch` accepts.
+pub const MAX_BATCH: usize = 100;
+
+/// Attempts at attributing a batch whose catalog reads went stale.
+const ATTEMPTS: usize = 10;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EventInput {
+    pub transaction_id: Option<Value>,
+    pub external_subscription_id: Option<Value>,
+    pub code: Option<Value>,
+    pub timestamp: Option<Value>,
+    pub properties: Option<Value>,
+    pub precise_total_amount_cents: Option<Value>,
+}
+
+/// Unix seconds (integer, decimal, or a string of either; RFC 3339 also accepted) as Unix ms.
+pub fn timestamp_ms(value: &Value) -> Option<i64> {
+    let seconds = match value {
+        Value::Number(n) => {
+            Decimal::from_str(&n.to_string()).or_else(|_| Decimal::from_scientific(&n.to_string())).ok()
+        }
+        Value::String(s) => match Decimal::from_str(s.trim()) {
+            Ok(d) => Some(d),
+            Err(_) => return DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.timestamp_millis()),
+        },
+        _ => None,
+    }?;
+    i64::try_from((seconds * Decimal::ONE_THOUSAND).trunc()).ok()
+}
+
+fn text(value: &Option<Value>) -> Option<String> {
+    match value {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Validates one event input; Lago's field codes.
+fn validate(input: &EventInput, now: DateTime<Utc>) -> Result<EventRecord, ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    let transaction_id = text(&input.transaction_id);
+    let external_subscription_id = text(&input.external_subscription_id);
+    let code = text(&input.code);
+    if transaction_id.is_none() {
+        errors.add("transaction_id", "value_is_mandatory");
+    }
+    if external_subscription_id.is_none() {
+        errors.add("external_subscription_id", "value_is_mandatory");
+    }
+    if code.is_none() {
+        errors.add("code", "value_is_mandatory");
+    }
+    let timestamp = match &input.timestamp {
+        None | Some(Value::Null) => Some(now),
+        Some(t) => match timestamp_ms(t).and_then(DateTime::<Utc>::from_timestamp_millis) {
+            Some(t) => Some(t),
+            None => {
+                errors.add("timestamp", "invalid_format");
+                None
+            }
+        },
+    };
+    let properties = match &input.properties {
+        None | Some(Value::Null) => Some(Map::new()),
+        Some(Value::Object(map)) => Some(map.clone()),
+        Some(_) => {
+            errors.add("properties", "value_is_invalid");
+            None
+        }
+    };
+    let precise_total_amount_cents = match &input.precise_total_amount_cents {
+        None | Some(Value::Null) => Some(None),
+        Some(v) => match crate::taxes::decimal(v) {
+            Some(d) => Some(Some(d)),
+            None => {
+                errors.add("precise_total_amount_cents", "value_is_invalid");
+                None
+            }
+        },
+    };
+    match (transaction_id, external_subscription_id, code, timestamp, properties, precise_total_amount_cents) {
+        (
+            Some(transaction_id),
+            Some(external_subscription_id),
+            Some(code),
+            Some(timestamp),
+            Some(properties),
+            Some(amount),
+        ) if errors.is_empty() => Ok(EventRecord {
+            lago_id: new_id(),
+            transaction_id,
+            external_subscription_id,
+            code,
+            timestamp,
+            properties,
+            precise_total_amount_cents: amount,
+            lago_subscription_id: None,
+            lago_customer_id: None,
+            created_at: now,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// What ingestion reads to attribute a batch, with the versions to guard the write with.
+#[derive(Default)]
+struct Reads {
+    subscriptions: HashMap<String, (Arc<SubscriptionHistory>, Option<u64>)>,
+    plans: HashMap<String, Option<(Arc<CompiledPlan>, u64)>>,
+}
+
+impl Reads {
+    async fn subscription(
+        &mut self,
+        tally: &Tally,
+        org: &Org,
+        external_id: &str,
+    ) -> ServiceResult<Arc<SubscriptionHistory>> {
+        if let Some((history, _)) = self.subscriptions.get(external_id) {
+            return Ok(history.clone());
+        }
+        let entry = match tally.cache.subscription(&org.id, external_id) {
+            Some(hit) => hit,
+            None => {
+                let loaded = tally.load::<SubscriptionHistory>(&keys::subscription(&org.id, external_id)).await?;
+                let (history, version) = match loaded {
+                    Some((h, v)) => (Arc::new(h), Some(v)),
+                    None => (Arc::new(SubscriptionHistory::default()), None),
+                };
+                tally.cache.put_subscription(&org.id, external_id, history.clone(), version);
+                (history, version)
+            }
+        };
+        self.subscriptions.insert(external_id.to_owned(), entry.clone());
+        Ok(entry.0)
+    }
+
+    async fn plan(&mut self, tally: &Tally, org: &Org, code: &str) -> ServiceResult<Option<Arc<CompiledPlan>>> {
+        if let Some(entry) = self.plans.get(code) {
+            return Ok(entry.as_ref().map(|(p, _)| p.clone()));
+        }
+        let entry = crate::plans::compiled(tally, org, code).await?;
+        self.plans.insert(code.to_owned(), entry.clone());
+        Ok(entry.map(|(p, _)| p))
+    }
+
+    /// Checks that everything read is unchanged when the batch commits.
+    fn guards(&self, org: &Org) -> Vec<Write> {
+        let subs = self.subscriptions.iter().map(|(external_id, (_, version))| Write::Check {
+            key: keys::subscription(&org.id, external_id),
+            condition: unchanged(*version),
+        });
+        let plans = self.plans.iter().map(|(code, entry)| Write::Check {
+            key: keys::plan(&org.id, code),
+            condition: unchanged(entry.as_ref().map(|(_, v)| *v)),
+        });
+        subs.chain(plans).collect()
+    }
+
+    fn forget(&self, tally: &Tally, org: &Org) {
+        for external_id in self.subscriptions.keys() {
+            tally.cache.forget_subscription(&org.id, external_id);
+        }
+        for code in self.plans.keys() {
+            tally.cache.forget_plan(&org.id, code);
+        }
+    }
+}
+
+enum Attribution {
+    Metered,
+    Parked,
+}
+
+/// Attributes one event: folds it into `deltas` if a subscription and charge cover it.
+async fn attribute(
+    tally: &Tally,
+    org: &Org,
+    reads: &mut Reads,
+    deltas: &mut Deltas,
+    event: &mut EventRecord,
+) -> ServiceResult<Result<Attribution, Unmetered>> {
+    let history = reads.subscription(tally, org, &event.external_subscription_id).await?;
+    let Some(subscription) = history.covering(event.timestamp) else {
+        return Ok(Ok(Attribution::Parked));
+    };
+    event.lago_subscription_id = Some(subscription.lago_id.clone());
+    event.lago_customer_id = Some(subscription.lago_customer_id.clone());
+    let Some(plan) = reads.plan(tally, org, &subscription.plan_code).await? else {
+        return Ok(Ok(Attribution::Parked));
+    };
+    Ok(match deltas.add(&org.id, subscription, &plan, event) {
+        Ok(0) => Ok(Attribution::Parked),
+        Ok(_) => Ok(Attribution::Metered),
+        Err(e) => Err(e),
+    })
+}
+
+/// Ingests events all or nothing: 422 with errors keyed by batch index if any is invalid or
+/// already stored (`value_already_exist`), else every event is logged and metered or parked.
+pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceResult<Vec<EventRecord>> {
+    let now = tally.now();
+    let mut invalid = BTreeMap::new();
+    let mut records = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs.iter().enumerate() {
+        match validate(input, now) {
+            Ok(record) => records.push(record),
+            Err(errors) => {
+                invalid.insert(index, errors);
+            }
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(ServiceError::BatchValidation(invalid));
+    }
+    for _ in 0..ATTEMPTS {
+        let mut reads = Reads::default();
+        let mut deltas = Deltas::default();
+        let mut writes = Vec::new();
+        for (index, event) in records.iter_mut().enumerate() {
+            match attribute(tally, org, &mut reads, &mut deltas, event).await? {
+                Ok(Attribution::Metered) => {}
+                Ok(Attribution::Parked) => writes.push(put(
+                    keys::pending_event(&org.id, &event.external_subscription_id, &event.transaction_id),
+                    event,
+                    Condition::None,
+                )?),
+                Err(Unmetered::Expression) | Err(Unmetered::MissingValue) => {
+                    invalid.insert(index, ValidationErrors::single("properties", "invalid_expression"));
+                }
+            }
+        }
+        if !invalid.is_empty() {
+            return Err(ServiceError::BatchValidation(invalid));
+        }
+        let mut guards = reads.guards(org);
+        guards.extend(writes);
+        let logged = records
+            .iter()
+            .map(|e| {
+                Ok(LoggedEvent {
+                    organization_id: org.id.clone(),
+                    external_subscription_id: e.external_subscription_id.clone(),
+                    transaction_id: e.transaction_id.clone(),
+                    code: e.code.clone(),
+                    timestamp_ms: e.timestamp.timestamp_millis(),
+                    body: crate::records::encode(e)?,
+                })
+            })
+            .collect::<ServiceResult<Vec<_>>>()?;
+        let batch = EventBatch { events: logged, usage: deltas.into_merges(), writes: guards };
+        match tally.store.append_events(batch).await {
+            Ok(AppendOutcome::Appended) => return Ok(records),
+            Ok(AppendOutcome::Duplicates(indexes)) => {
+                let errors = indexes
+                    .into_iter()
+                    .map(|i| (i, ValidationErrors::single("transaction_id", "value_already_exist")))
+                    .collect();
+                return Err(ServiceError::BatchValidation(errors));
+            }
+            Err(StoreError::ConditionFailed { .. }) => reads.forget(tally, org),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ServiceError::Unavailable("the catalog kept changing while attributing events; retry".into()))
+}
+
+/// Meters the events parked under `external_subscription_id` that a subscription and charge now
+/// cover (after a subscription is created or a plan gains a charge). Each parked event is
+/// metered once: its removal is conditional and commits with its usage.
+pub async fn attribute_pending(tally: &Tally, org: &Org, external_subscription_id: &str) -> ServiceResult<usize> {
+    let partition = keys::pending_events(&org.id, external_subscription_id);
+    let mut after: Option<String> = None;
+    let mut metered_total = 0;
+    let mut stale = 0;
+    loop {
+        let query = Query { after: after.clone(), limit: 40, ..Query::partition(partition.clone()) };
+        let page = tally.store.query(&query).await?;
+        if page.items.is_empty() {
+            return Ok(metered_total);
+        }
+        tally.cache.forget_subscription(&org.id, external_subscription_id);
+        let mut reads = Reads::default();
+        let mut deltas = Deltas::default();
+        let mut removals = Vec::new();
+        for item in &page.items {
+            let mut event: EventRecord = crate::records::decode(&item.value)?;
+            if let Ok(Attribution::Metered) = attribute(tally, org, &mut reads, &mut deltas, &mut event).await? {
+                removals.push(Write::Delete { key: item.key.clone(), condition: Condition::Version(item.version) });
+            }
+        }
+        let metered = removals.len();
+        if metered > 0 {
+            let mut writes = reads.guards(org);
+            writes.extend(removals);
+            let batch = EventBatch { events: vec![], usage: deltas.into_merges(), writes };
+            match tally.store.append_events(batch).await {
+                Ok(_) => metered_total += metered,
+                Err(StoreError::ConditionFailed { .. }) if stale < ATTEMPTS => {
+                    // Changed meanwhile (or metered by a concurrent run): read this page again.
+                    reads.forget(tally, org);
+                    stale += 1;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Deleted items do not shift sort keys: carry on after this page.
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(metered_total),
+        }
+    }
+}
+
+/// `GET /events/{transaction_id}`: the event with this id (of the given subscription, if any).
+pub async fn get(
+    tally: &Tally,
+    org: &Org,
+    transaction_id: &str,
+    external_subscription_id: Option<&str>,
+) -> ServiceResult<EventRecord> {
+    let events = tally.store.events_by_transaction(&org.id, transaction_id).await?;
+    let found = events.into_iter().find(|e| external_subscription_id.is_none_or(|s| s == e.external_subscription_id));
+    let event = found.ok_or(ServiceError::NotFound("event"))?;
+    crate::records::decode(&event.body)
+}
+
+/// `GET /events`: newest first, with Lago's paging.
+pub async fn list(
+    tally: &Tally,
+    org: &Org,
+    filter: &EventFilter,
+    page: PageRequest,
+) -> ServiceResult<Paged<EventRecord>> {
+    let per_page = page.per_page.clamp(1, 1000);
+    let offset = (page.page.max(1) - 1) * per_page;
+    let (events, total) = tally.store.list_events(&org.id, filter, offset, per_page).await?;
+    let items = events.iter().map(|e| crate::records::decode(&e.body)).collect::<ServiceResult<Vec<EventRecord>>>()?;
+    let total_count = usize::try_from(total).unwrap_or(usize::MAX);
+    Ok(Paged { items, current_page: page.page.max(1), total_pages: total_count.div_ceil(per_page), total_count })
+}

@@ -1,0 +1,162 @@
+//! Invoices and fees: list, read, refresh a draft, finalize (by hand or when the grace period
+//! ends).
+
+use crate::records::{CustomerRecord, FeeRecord, InvoiceRecord, InvoiceStatus, SubscriptionHistory};
+use crate::{keys, put, Org, ServiceError, ServiceResult, Tally};
+use chrono::{DateTime, NaiveDate, Utc};
+use tally_store::{Condition, StoreError};
+
+#[derive(Debug, Clone, Default)]
+pub struct InvoiceFilter {
+    pub external_customer_id: Option<String>,
+    pub status: Option<String>,
+    pub issuing_date_from: Option<NaiveDate>,
+    pub issuing_date_to: Option<NaiveDate>,
+}
+
+/// Invoices, newest first.
+pub async fn list(tally: &Tally, org: &Org, filter: &InvoiceFilter) -> ServiceResult<Vec<InvoiceRecord>> {
+    let all = tally.load_all::<InvoiceRecord>(keys::invoices(&org.id)).await?;
+    let mut invoices: Vec<InvoiceRecord> = all
+        .into_iter()
+        .map(|(i, _)| i)
+        .filter(|i| filter.external_customer_id.as_ref().is_none_or(|c| c == &i.external_customer_id))
+        .filter(|i| filter.status.as_ref().is_none_or(|s| s == i.status.as_str()))
+        .filter(|i| filter.issuing_date_from.is_none_or(|d| i.issuing_date >= d))
+        .filter(|i| filter.issuing_date_to.is_none_or(|d| i.issuing_date <= d))
+        .collect();
+    invoices.reverse();
+    Ok(invoices)
+}
+
+pub async fn get(tally: &Tally, org: &Org, lago_id: &str) -> ServiceResult<InvoiceRecord> {
+    Ok(tally.load::<InvoiceRecord>(&keys::invoice(&org.id, lago_id)).await?.ok_or(ServiceError::NotFound("invoice"))?.0)
+}
+
+/// Recomputes a draft from the current usage (late events inside the grace period count) and,
+/// when `finalize`, finalizes it with its number.
+async fn recompute(tally: &Tally, org: &Org, lago_id: &str, finalize: bool) -> ServiceResult<InvoiceRecord> {
+    for _ in 0..5 {
+        let key = keys::invoice(&org.id, lago_id);
+        let (mut invoice, version) =
+            tally.load::<InvoiceRecord>(&key).await?.ok_or(ServiceError::NotFound("invoice"))?;
+        if invoice.status != InvoiceStatus::Draft {
+            return if finalize { Ok(invoice) } else { Err(ServiceError::NotAllowed("invoice_not_draft")) };
+        }
+        let (history, _) = tally
+            .load::<SubscriptionHistory>(&keys::subscription(&org.id, &invoice.subscription.external_id))
+            .await?
+            .ok_or(ServiceError::NotFound("subscription"))?;
+        let subscription = history
+            .versions
+            .iter()
+            .find(|s| s.lago_id == invoice.subscription.lago_id)
+            .cloned()
+            .ok_or(ServiceError::NotFound("subscription"))?;
+        let (plan, _) =
+            crate::plans::compiled(tally, org, &subscription.plan_code).await?.ok_or(ServiceError::NotFound("plan"))?;
+        let customer_key = keys::customer(&org.id, &invoice.external_customer_id);
+        let (mut customer, customer_version) =
+            tally.load::<CustomerRecord>(&customer_key).await?.ok_or(ServiceError::NotFound("customer"))?;
+        let billing_key = invoice.billing_key.split_once('#').map(|(_, k)| k.to_owned()).unwrap_or_default();
+        let draft = crate::period_close::compute(tally, org, &subscription, &plan, &customer, &billing_key).await?;
+        let now = tally.now();
+        invoice.fees = draft.fees;
+        invoice.applied_taxes = draft.applied_taxes;
+        invoice.fees_amount_cents = draft.totals.fees_amount_cents;
+        invoice.coupons_amount_cents = draft.totals.coupons_amount_cents;
+        invoice.credit_notes_amount_cents = draft.totals.credit_notes_amount_cents;
+        invoice.prepaid_credit_amount_cents = draft.totals.prepaid_credit_amount_cents;
+        invoice.progressive_billing_credit_amount_cents = draft.totals.progressive_billing_credit_amount_cents;
+        invoice.sub_total_excluding_taxes_amount_cents = draft.totals.sub_total_excluding_taxes_amount_cents;
+        invoice.taxes_amount_cents = draft.totals.taxes_amount_cents;
+        invoice.sub_total_including_taxes_amount_cents = draft.totals.sub_total_including_taxes_amount_cents;
+        invoice.total_amount_cents = draft.totals.total_amount_cents;
+        invoice.updated_at = now;
+        let mut writes = Vec::new();
+        if finalize {
+            customer.invoices_count += 1;
+            invoice.sequential_id = customer.invoices_count;
+            invoice.number = crate::period_close::invoice_number(org, &customer, customer.invoices_count);
+            invoice.status = InvoiceStatus::Finalized;
+            invoice.finalized_at = Some(now);
+            invoice.finalize_at = None;
+            writes.push(put(customer_key, &customer, Condition::Version(customer_version))?);
+        }
+        writes.push(put(key, &invoice, Condition::Version(version))?);
+        match tally.store.transact(writes).await {
+            Ok(()) => {
+                crate::period_close::index_fees(tally, org, &invoice).await?;
+                return Ok(invoice);
+            }
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ServiceError::Unavailable("invoice kept changing; retry".into()))
+}
+
+/// `PUT /invoices/{id}/refresh`: recompute a draft.
+pub async fn refresh(tally: &Tally, org: &Org, lago_id: &str) -> ServiceResult<InvoiceRecord> {
+    recompute(tally, org, lago_id, false).await
+}
+
+/// `PUT /invoices/{id}/finalize`: recompute a draft, then finalize it (a finalized invoice is
+/// returned as it is).
+pub async fn finalize(tally: &Tally, org: &Org, lago_id: &str) -> ServiceResult<InvoiceRecord> {
+    recompute(tally, org, lago_id, true).await
+}
+
+/// Finalizes the drafts whose grace period is over.
+pub(crate) async fn finalize_due(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<usize> {
+    let drafts = list(tally, org, &InvoiceFilter { status: Some("draft".into()), ..Default::default() }).await?;
+    let mut finalized = 0;
+    for draft in drafts.iter().filter(|d| d.finalize_at.is_some_and(|at| at <= now)) {
+        finalize(tally, org, &draft.lago_id).await?;
+        finalized += 1;
+    }
+    Ok(finalized)
+}
+
+/// A fee with the invoice it belongs to.
+#[derive(Debug, Clone)]
+pub struct InvoicedFee {
+    pub fee: FeeRecord,
+    pub invoice: InvoiceRecord,
+}
+
+pub async fn get_fee(tally: &Tally, org: &Org, lago_id: &str) -> ServiceResult<InvoicedFee> {
+    let (invoice_id, _) =
+        tally.load::<String>(&keys::fee(&org.id, lago_id)).await?.ok_or(ServiceError::NotFound("fee"))?;
+    let invoice = get(tally, org, &invoice_id).await?;
+    let fee = invoice.fees.iter().find(|f| f.lago_id == lago_id).cloned().ok_or(ServiceError::NotFound("fee"))?;
+    Ok(InvoicedFee { fee, invoice })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FeeFilter {
+    pub external_customer_id: Option<String>,
+    pub external_subscription_id: Option<String>,
+    pub fee_type: Option<String>,
+}
+
+pub async fn list_fees(tally: &Tally, org: &Org, filter: &FeeFilter) -> ServiceResult<Vec<InvoicedFee>> {
+    let invoices = list(
+        tally,
+        org,
+        &InvoiceFilter { external_customer_id: filter.external_customer_id.clone(), ..Default::default() },
+    )
+    .await?;
+    Ok(invoices
+        .into_iter()
+        .filter(|i| filter.external_subscription_id.as_ref().is_none_or(|s| s == &i.subscription.external_id))
+        .flat_map(|invoice| {
+            invoice
+                .fees
+                .clone()
+                .into_iter()
+                .filter(|f| filter.fee_type.as_ref().is_none_or(|t| t == &f.fee_type))
+                .map(move |fee| InvoicedFee { fee, invoice: invoice.clone() })
+        })
+        .collect())
+}

@@ -1,0 +1,137 @@
+//! tally's use cases over the storage port: thin over the pure domain, free of HTTP and AWS.
+//!
+//! [`Tally`] holds the ports (store, clock). Each module under it is a use case or a resource's
+//! catalog operations; the HTTP layer only translates requests to these calls and results to
+//! Lago's JSON.
+
+pub mod billable_metrics;
+pub mod clock;
+pub mod customers;
+pub mod error;
+pub mod events;
+pub mod invoices;
+pub mod keys;
+pub mod organizations;
+pub mod period_close;
+pub mod plans;
+pub mod records;
+pub mod subscriptions;
+pub mod taxes;
+pub mod usage;
+
+mod catalog_cache;
+mod metering;
+
+pub use metering::EventRecord;
+pub use usage::{ChargeUsageView, CustomerUsage, PricedFee};
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use error::{ServiceError, ServiceResult};
+pub use records::OrganizationRecord;
+
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Serialize};
+use std::sync::Arc;
+use tally_store::{Condition, Item, Key, Query, Store, Write};
+
+/// The application: the ports every use case runs on.
+#[derive(Clone)]
+pub struct Tally {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    cache: Arc<catalog_cache::CatalogCache>,
+}
+
+/// The organization a request acts for (from its API key).
+pub type Org = OrganizationRecord;
+
+impl Tally {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock, cache: Arc::new(catalog_cache::CatalogCache::default()) }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Reads and decodes one record, with its version.
+    pub(crate) async fn load<T: DeserializeOwned>(&self, key: &Key) -> ServiceResult<Option<(T, u64)>> {
+        match self.store.get(key).await? {
+            None => Ok(None),
+            Some(Item { value, version, .. }) => Ok(Some((records::decode(&value)?, version))),
+        }
+    }
+
+    /// Every record of a partition (following pages), in sort-key order.
+    pub(crate) async fn load_all<T: DeserializeOwned>(&self, pk: String) -> ServiceResult<Vec<(T, u64)>> {
+        let mut query = Query::partition(pk);
+        let mut out = Vec::new();
+        loop {
+            let page = self.store.query(&query).await?;
+            for item in page.items {
+                out.push((records::decode(&item.value)?, item.version));
+            }
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+/// A put of a record with a condition.
+pub(crate) fn put<T: Serialize>(key: Key, record: &T, condition: Condition) -> ServiceResult<Write> {
+    Ok(Write::Put { key, value: records::encode(record)?, condition })
+}
+
+/// The condition that the item is still as it was read (`None`: still absent).
+pub(crate) fn unchanged(version: Option<u64>) -> Condition {
+    version.map_or(Condition::Absent, Condition::Version)
+}
+
+/// A new time-ordered id (UUIDv7), as Lago's `lago_id`.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Lago's paging: `page` from 1, `per_page` default 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub page: usize,
+    pub per_page: usize,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self { page: 1, per_page: 100 }
+    }
+}
+
+/// One page of a list, with Lago's `meta`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub current_page: usize,
+    pub total_pages: usize,
+    pub total_count: usize,
+}
+
+impl<T> Paged<T> {
+    /// Cuts one page out of a full list.
+    pub fn of(all: Vec<T>, request: PageRequest) -> Self {
+        let per_page = request.per_page.max(1);
+        let page = request.page.max(1);
+        let total_count = all.len();
+        let items = all.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+        Self { items, current_page: page, total_pages: total_count.div_ceil(per_page), total_count }
+    }
+
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Paged<U> {
+        Paged {
+            items: self.items.into_iter().map(f).collect(),
+            current_page: self.current_page,
+            total_pages: self.total_pages,
+            total_count: self.total_count,
+        }
+    }
+}

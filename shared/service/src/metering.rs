@@ -1,0 +1,178 @@
+//! From an event to usage-state deltas: which subscription, charge, bucket and period it counts
+//! in, and the pre-aggregated delta that is merged into the stored state.
+
+use crate::records::{CompiledCharge, CompiledPlan, SubscriptionRecord};
+use crate::{keys, ServiceError};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use tally_domain::aggregation::{measure, EventInput, MeasureError, Window};
+use tally_domain::catalog::PricingProperties;
+use tally_domain::periods::{billed_span, BillingSchedule, Period, SubscriptionLife};
+use tally_domain::pricing::{matching_filter, pricing_group, ChargeUsage};
+use tally_store::{Key, UsageMerge};
+
+/// A usage event as stored (the body of the event log, and of events waiting for a subscription).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub lago_id: String,
+    pub transaction_id: String,
+    pub external_subscription_id: String,
+    pub code: String,
+    pub timestamp: DateTime<Utc>,
+    #[serde(default)]
+    pub properties: Map<String, Value>,
+    #[serde(default)]
+    pub precise_total_amount_cents: Option<Decimal>,
+    #[serde(default)]
+    pub lago_subscription_id: Option<String>,
+    #[serde(default)]
+    pub lago_customer_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One stored usage state: the bucket it belongs to and its mergeable usage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredUsage {
+    /// `lago_id` of the charge filter, or `None` for events matching no filter.
+    pub filter_id: Option<String>,
+    /// Values of the charge's pricing group keys.
+    pub group: Vec<Option<String>>,
+    pub usage: ChargeUsage,
+}
+
+/// The plan's schedule and the schedule its charges follow.
+pub struct Schedules {
+    pub plan: BillingSchedule,
+    pub charges: BillingSchedule,
+    pub life: SubscriptionLife,
+}
+
+pub fn schedules(subscription: &SubscriptionRecord, plan: &CompiledPlan) -> Schedules {
+    let started_at = subscription.started_at.unwrap_or(subscription.subscription_at);
+    let schedule = BillingSchedule::new(plan.plan.interval, subscription.billing_time(), subscription.tz(), started_at);
+    let mut life = SubscriptionLife::new(started_at, plan.plan.trial_period_days);
+    life.terminated_at = subscription.terminated_at;
+    Schedules { plan: schedule, charges: schedule.for_charges(plan.plan.bill_charges_monthly), life }
+}
+
+/// The window a weighted sum averages over: the charge period from the subscription's first
+/// day. Termination does not move it, so states folded before and after a termination merge.
+pub fn usage_window(schedules: &Schedules, period: Period) -> Window {
+    let open_life = SubscriptionLife { terminated_at: None, ..schedules.life };
+    match billed_span(&schedules.charges, period, &open_life) {
+        Some(span) => Window { start_ms: span.from.timestamp_millis(), end_ms: span.to.timestamp_millis() },
+        None => Window { start_ms: period.start.timestamp_millis(), end_ms: period.end.timestamp_millis() },
+    }
+}
+
+fn bucket_key(filter_id: Option<&str>, group: &[Option<String>]) -> String {
+    let group = serde_json::to_string(group).unwrap_or_default();
+    format!("{}|{group}", filter_id.unwrap_or("-"))
+}
+
+/// Why an event could not be metered for a charge.
+pub enum Unmetered {
+    /// The metric's expression failed on the event: the ingest answers 422.
+    Expression,
+    /// The event lacks the metric's field (Lago accepts it and reports it later).
+    MissingValue,
+}
+
+/// Pre-aggregated deltas of a batch, one per usage state.
+#[derive(Default)]
+pub struct Deltas {
+    states: HashMap<Key, (StoredUsage, PricingProperties)>,
+}
+
+impl Deltas {
+    /// Folds an event into the deltas of every charge of the plan that meters its code.
+    /// Returns how many charges metered it.
+    pub fn add(
+        &mut self,
+        org: &str,
+        subscription: &SubscriptionRecord,
+        plan: &CompiledPlan,
+        event: &EventRecord,
+    ) -> Result<usize, Unmetered> {
+        let schedules = schedules(subscription, plan);
+        let mut metered = 0;
+        for charge in plan.charges_for_code(&event.code) {
+            match self.add_for_charge(org, subscription, &schedules, charge, event) {
+                Ok(()) => metered += 1,
+                Err(Unmetered::MissingValue) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(metered)
+    }
+
+    fn add_for_charge(
+        &mut self,
+        org: &str,
+        subscription: &SubscriptionRecord,
+        schedules: &Schedules,
+        charge: &CompiledCharge,
+        event: &EventRecord,
+    ) -> Result<(), Unmetered> {
+        let input = EventInput {
+            code: &event.code,
+            timestamp_ms: event.timestamp.timestamp_millis(),
+            properties: &event.properties,
+            precise_total_amount_cents: event.precise_total_amount_cents,
+        };
+        let measurement = measure(&charge.metric, &input).map_err(|e| match e {
+            MeasureError::Expression(_) => Unmetered::Expression,
+            _ => Unmetered::MissingValue,
+        })?;
+        let filter_index = matching_filter(&charge.charge.filters, &event.properties);
+        let filter_id = filter_index.and_then(|i| charge.record.filters.get(i)).map(|f| f.lago_id.clone());
+        let group = pricing_group(&charge.charge.pricing_group_keys, &event.properties);
+        let properties = filter_index
+            .and_then(|i| charge.charge.filters.get(i))
+            .map_or(&charge.charge.properties, |f| &f.properties)
+            .clone();
+        let period = schedules.charges.period_at(event.timestamp);
+        let key = keys::usage(
+            org,
+            &subscription.lago_id,
+            period.start.timestamp_millis(),
+            &charge.record.lago_id,
+            &bucket_key(filter_id.as_deref(), &group),
+        );
+        let window = usage_window(schedules, period);
+        let (state, props) = self.states.entry(key).or_insert_with(|| {
+            let usage = ChargeUsage::new(&charge.metric, &properties, window);
+            (StoredUsage { filter_id, group, usage }, properties.clone())
+        });
+        state.usage.fold(props, &measurement);
+        Ok(())
+    }
+
+    /// Store merges: each decodes the stored state (if any), merges the delta, encodes.
+    pub fn into_merges(self) -> Vec<UsageMerge> {
+        self.states
+            .into_iter()
+            .map(|(key, (delta, properties))| UsageMerge {
+                key,
+                merge: Box::new(move |current: Option<&[u8]>| {
+                    let merged = match current {
+                        None => delta,
+                        Some(bytes) => {
+                            let mut stored: StoredUsage = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                            stored.usage.merge(&properties, &delta.usage).map_err(|e| e.to_string())?;
+                            stored
+                        }
+                    };
+                    serde_json::to_vec(&merged).map_err(|e| e.to_string())
+                }),
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn decode_usage(bytes: &[u8]) -> Result<StoredUsage, ServiceError> {
+    crate::records::decode(bytes)
+}

@@ -1,0 +1,390 @@
+//! The period close: subscriptions start and end on time, every ended period is invoiced exactly
+//! once, and drafts are finalized when their grace period is over.
+//!
+//! Idempotent by construction: an invoice commits together with a billing marker keyed by
+//! subscription and billing boundary, written only if absent. A retry, a crash between steps, or
+//! two closers running at once (the server's scheduler and `tally bill`) can only find the marker
+//! and move on.
+
+use crate::metering::schedules;
+use crate::records::{
+    AppliedTaxRecord, CompiledPlan, CustomerRecord, FeeRecord, InvoiceRecord, InvoiceStatus, InvoiceSubscriptionRecord,
+    SubscriptionHistory, SubscriptionRecord, SubscriptionStatus,
+};
+use crate::usage::{price_period, TaxBook};
+use crate::{keys, new_id, put, Org, ServiceError, ServiceResult, Tally};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use std::collections::HashSet;
+use tally_domain::invoice::{compute_invoice, subscription_fee, Credits, FeeType, PeriodFee};
+use tally_domain::periods::{billed_span, local_midnight, Period};
+use tally_store::{Condition, Query, StoreError};
+
+/// What one run of the close did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CloseReport {
+    pub subscriptions_activated: usize,
+    pub subscriptions_terminated: usize,
+    pub invoices_issued: usize,
+    pub invoices_finalized: usize,
+}
+
+/// Billing key of the invoice issued when an in-advance subscription starts.
+const START: &str = "start";
+
+/// Billing key of the invoice closing a charge period.
+fn period_key(period: &Period) -> String {
+    format!("p{:015}", period.start.timestamp_millis())
+}
+
+/// Runs the close as of `now` for one organization: due activations and terminations, every
+/// ended and not yet invoiced period (catching up on missed ones), then due drafts.
+pub async fn run(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<CloseReport> {
+    let mut report = CloseReport::default();
+    let histories = tally.load_all::<SubscriptionHistory>(keys::subscriptions(&org.id)).await?;
+    for (history, _) in &histories {
+        for s in &history.versions {
+            if s.status == SubscriptionStatus::Pending && s.subscription_at <= now {
+                crate::subscriptions::activate(tally, org, &s.external_id, &s.lago_id).await?;
+                report.subscriptions_activated += 1;
+            }
+            if s.status == SubscriptionStatus::Active && s.ending_at.is_some_and(|end| end <= now) {
+                crate::subscriptions::terminate(tally, org, &s.external_id, None).await?;
+                report.subscriptions_terminated += 1;
+            }
+        }
+    }
+    let histories = tally.load_all::<SubscriptionHistory>(keys::subscriptions(&org.id)).await?;
+    for (history, _) in histories {
+        for subscription in history.versions.iter().filter(|s| s.started_at.is_some()) {
+            report.invoices_issued += bill_due_periods(tally, org, subscription, now).await?;
+        }
+    }
+    report.invoices_finalized = crate::invoices::finalize_due(tally, org, now).await?;
+    Ok(report)
+}
+
+async fn billed_keys(tally: &Tally, org: &Org, subscription: &SubscriptionRecord) -> ServiceResult<HashSet<String>> {
+    let mut query = Query::partition(keys::billed_partition(&org.id, &subscription.lago_id));
+    let mut keys = HashSet::new();
+    loop {
+        let page = tally.store.query(&query).await?;
+        keys.extend(page.items.into_iter().map(|i| i.key.sk));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(keys),
+        }
+    }
+}
+
+/// Invoices every charge period of the subscription that ended by `now` (or by its termination).
+async fn bill_due_periods(
+    tally: &Tally,
+    org: &Org,
+    subscription: &SubscriptionRecord,
+    now: DateTime<Utc>,
+) -> ServiceResult<usize> {
+    let Some((plan, _)) = crate::plans::compiled(tally, org, &subscription.plan_code).await? else {
+        tracing::warn!(subscription = %subscription.external_id, "plan {} is gone; not billing", subscription.plan_code);
+        return Ok(0);
+    };
+    let schedules = schedules(subscription, &plan);
+    let billed = billed_keys(tally, org, subscription).await?;
+    let Some(started_at) = subscription.started_at else { return Ok(0) };
+    let mut period = schedules.charges.period_at(started_at);
+    let mut issued = 0;
+    loop {
+        let ends_life = subscription.terminated_at.is_some_and(|t| t <= period.end);
+        let due = period.end <= now || (ends_life && subscription.terminated_at.is_some_and(|t| t <= now));
+        if !due {
+            return Ok(issued);
+        }
+        if !billed.contains(&period_key(&period))
+            && issue(tally, org, subscription, &plan, &period_key(&period)).await?.is_some()
+        {
+            issued += 1;
+        }
+        if ends_life {
+            return Ok(issued);
+        }
+        period = schedules.charges.next(&period);
+    }
+}
+
+/// The invoice of an in-advance plan's first period, issued when the subscription starts.
+pub(crate) async fn bill_start(tally: &Tally, org: &Org, subscription: &SubscriptionRecord) -> ServiceResult<()> {
+    let Some((plan, _)) = crate::plans::compiled(tally, org, &subscription.plan_code).await? else { return Ok(()) };
+    if plan.plan.pay_in_advance {
+        issue(tally, org, subscription, &plan, START).await?;
+    }
+    Ok(())
+}
+
+/// The final invoice of a terminated subscription: the period it ended in.
+pub(crate) async fn bill_termination(tally: &Tally, org: &Org, subscription: &SubscriptionRecord) -> ServiceResult<()> {
+    let (Some(terminated_at), Some((plan, _))) =
+        (subscription.terminated_at, crate::plans::compiled(tally, org, &subscription.plan_code).await?)
+    else {
+        return Ok(());
+    };
+    let schedules = schedules(subscription, &plan);
+    // The period holding the last instant of the subscription's life.
+    let last = schedules.charges.period_at(terminated_at - chrono::Duration::milliseconds(1));
+    let billed = billed_keys(tally, org, subscription).await?;
+    if !billed.contains(&period_key(&last)) {
+        issue(tally, org, subscription, &plan, &period_key(&last)).await?;
+    }
+    Ok(())
+}
+
+/// The fees and dates of the invoice behind a billing key.
+pub(crate) struct InvoiceDraft {
+    pub fees: Vec<FeeRecord>,
+    pub applied_taxes: Vec<AppliedTaxRecord>,
+    pub totals: tally_domain::invoice::InvoiceTotals,
+    pub subscription: InvoiceSubscriptionRecord,
+    pub issuing_date: NaiveDate,
+}
+
+/// Computes the invoice for a billing key from the current usage states.
+pub(crate) async fn compute(
+    tally: &Tally,
+    org: &Org,
+    subscription: &SubscriptionRecord,
+    plan: &CompiledPlan,
+    customer: &CustomerRecord,
+    billing_key: &str,
+) -> ServiceResult<InvoiceDraft> {
+    let schedules = schedules(subscription, plan);
+    let started_at = subscription.started_at.ok_or(ServiceError::NotFound("subscription"))?;
+    let taxes = TaxBook::load(tally, org, plan, customer).await?;
+    let subscription_taxes = taxes.for_fee(&[]);
+    let mut fees: Vec<(PeriodFee, Option<crate::usage::PricedCharge>, Option<crate::usage::PricedFee>)> = Vec::new();
+    let (sub_span, charges_span, reason, issuing_date);
+
+    if billing_key == START {
+        let plan_period = schedules.plan.period_at(started_at);
+        let span =
+            billed_span(&schedules.plan, plan_period, &schedules.life).ok_or(ServiceError::NotFound("subscription"))?;
+        fees.push((
+            subscription_fee(&plan.plan, &schedules.plan, &span, &schedules.life, subscription_taxes),
+            None,
+            None,
+        ));
+        sub_span = Some(span);
+        charges_span = (span.from, span.from);
+        reason = "subscription_starting";
+        issuing_date = schedules.plan.local_date(started_at);
+    } else {
+        let start_ms: i64 =
+            billing_key.trim_start_matches('p').parse().map_err(|_| ServiceError::NotFound("invoice"))?;
+        let start = DateTime::<Utc>::from_timestamp_millis(start_ms).ok_or(ServiceError::NotFound("invoice"))?;
+        let period = schedules.charges.period_at(start);
+        let (span, priced) = price_period(tally, org, subscription, plan, period, &taxes).await?;
+        let span = span.ok_or(ServiceError::NotFound("subscription"))?;
+        for charge in priced {
+            for fee in &charge.fees {
+                fees.push((fee.fee.clone(), Some(charge.clone()), Some(fee.clone())));
+            }
+        }
+        // The subscription fee: in arrears for the plan period ending here (or cut short by a
+        // termination); in advance for the plan period starting here.
+        let plan_period = schedules.plan.period_at(period.start);
+        let terminated_here = subscription.terminated_at.is_some_and(|t| t <= period.end);
+        let plan_boundary = plan_period.end == period.end;
+        let fee_span = match (plan.plan.pay_in_advance, terminated_here, plan_boundary) {
+            (false, true, _) | (false, false, true) => billed_span(&schedules.plan, plan_period, &schedules.life),
+            (true, false, true) => billed_span(&schedules.plan, schedules.plan.next(&plan_period), &schedules.life),
+            _ => None,
+        };
+        if let Some(fee_span) = fee_span {
+            fees.insert(
+                0,
+                (
+                    subscription_fee(&plan.plan, &schedules.plan, &fee_span, &schedules.life, subscription_taxes),
+                    None,
+                    None,
+                ),
+            );
+        }
+        sub_span = fee_span;
+        charges_span = (span.from, span.to);
+        reason = if terminated_here { "subscription_terminating" } else { "subscription_periodic" };
+        issuing_date = match subscription.terminated_at.filter(|_| terminated_here) {
+            Some(t) => schedules.charges.local_date(t),
+            None => period.end_date + Days::new(1),
+        };
+    }
+
+    let inputs: Vec<_> = fees.iter().map(|(f, _, _)| f.to_input()).collect();
+    let totals = compute_invoice(plan.plan.currency, &inputs, Credits::default())
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let (sub_from, sub_to) = sub_span.map_or(charges_span, |s| (s.from, s.to));
+    let fee_records = fees
+        .into_iter()
+        .zip(&totals.fees)
+        .map(|((fee, charge, priced), invoiced)| {
+            let (from, to) = if fee.fee_type == FeeType::Subscription { (sub_from, sub_to) } else { charges_span };
+            FeeRecord {
+                lago_id: new_id(),
+                fee_type: if fee.fee_type == FeeType::Subscription { "subscription" } else { "charge" }.into(),
+                lago_charge_id: charge.as_ref().map(|c| c.charge.lago_id.clone()),
+                lago_charge_filter_id: priced.as_ref().and_then(|p| p.filter.as_ref().map(|f| f.lago_id.clone())),
+                charge_code: charge.as_ref().map(|c| c.charge.code.clone()),
+                charge_model: charge.as_ref().map(|c| c.charge.charge_model.clone()),
+                billable_metric_code: charge.as_ref().map(|c| c.metric.code.clone()),
+                billable_metric_name: charge.as_ref().map(|c| c.metric.name.clone()),
+                invoice_display_name: charge.as_ref().and_then(|c| c.charge.invoice_display_name.clone()),
+                filter_invoice_display_name: priced
+                    .as_ref()
+                    .and_then(|p| p.filter.as_ref()?.invoice_display_name.clone()),
+                filter_values: priced.as_ref().and_then(|p| p.filter.as_ref().map(|f| f.values.clone())),
+                grouped_by: priced.as_ref().map(|p| p.grouped_by.clone()).unwrap_or_default(),
+                true_up: fee.true_up,
+                amount_cents: invoiced.amount_cents,
+                precise_amount_cents: invoiced.precise_amount_cents,
+                precise_coupons_amount_cents: invoiced.precise_coupons_amount_cents,
+                taxes_amount_cents: invoiced.taxes_amount_cents,
+                taxes_precise_amount_cents: invoiced.taxes_precise_amount_cents,
+                taxes_rate: invoiced.taxes_rate,
+                units: fee.units,
+                events_count: fee.events_count,
+                from_datetime: from,
+                to_datetime: to - chrono::Duration::seconds(1),
+                applied_taxes: fee
+                    .taxes
+                    .iter()
+                    .map(|t| AppliedTaxRecord {
+                        tax_code: t.code.clone(),
+                        tax_name: t.name.clone(),
+                        tax_rate: t.rate,
+                        amount_cents: 0,
+                        base_amount_cents: Decimal::from(invoiced.amount_cents) - invoiced.precise_coupons_amount_cents,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let applied_taxes = totals
+        .applied_taxes
+        .iter()
+        .map(|t| AppliedTaxRecord {
+            tax_code: t.tax_code.clone(),
+            tax_name: t.tax_name.clone(),
+            tax_rate: t.tax_rate,
+            amount_cents: t.amount_cents,
+            base_amount_cents: t.base_amount_cents,
+        })
+        .collect();
+    Ok(InvoiceDraft {
+        fees: fee_records,
+        applied_taxes,
+        subscription: InvoiceSubscriptionRecord {
+            lago_id: subscription.lago_id.clone(),
+            external_id: subscription.external_id.clone(),
+            plan_code: subscription.plan_code.clone(),
+            from_datetime: sub_from,
+            to_datetime: sub_to - chrono::Duration::seconds(1),
+            charges_from_datetime: charges_span.0,
+            charges_to_datetime: charges_span.1 - chrono::Duration::seconds(1),
+            invoicing_reason: reason.into(),
+        },
+        totals,
+        issuing_date,
+    })
+}
+
+/// Issues the invoice behind a billing key unless it exists. `None` when it already existed.
+async fn issue(
+    tally: &Tally,
+    org: &Org,
+    subscription: &SubscriptionRecord,
+    plan: &CompiledPlan,
+    billing_key: &str,
+) -> ServiceResult<Option<InvoiceRecord>> {
+    for _ in 0..5 {
+        let customer_key = keys::customer(&org.id, &subscription.external_customer_id);
+        let (mut customer, customer_version) =
+            tally.load::<CustomerRecord>(&customer_key).await?.ok_or(ServiceError::NotFound("customer"))?;
+        let draft = compute(tally, org, subscription, plan, &customer, billing_key).await?;
+        let now = tally.now();
+        let grace_days = customer.invoice_grace_period.unwrap_or(org.invoice_grace_period);
+        let net_payment_term = customer.net_payment_term.unwrap_or(org.net_payment_term);
+        let finalized = grace_days == 0;
+        let issuing_instant = local_midnight(subscription.tz(), draft.issuing_date);
+        let (sequential_id, number) = if finalized {
+            customer.invoices_count += 1;
+            (customer.invoices_count, invoice_number(org, &customer, customer.invoices_count))
+        } else {
+            (0, format!("{}-DRAFT", org.document_number_prefix))
+        };
+        let invoice = InvoiceRecord {
+            lago_id: new_id(),
+            billing_key: format!("{}#{billing_key}", subscription.lago_id),
+            sequential_id,
+            number,
+            status: if finalized { InvoiceStatus::Finalized } else { InvoiceStatus::Draft },
+            issuing_date: draft.issuing_date,
+            payment_due_date: draft.issuing_date + Days::new(u64::from(net_payment_term)),
+            net_payment_term,
+            finalize_at: (!finalized).then(|| issuing_instant + Days::new(u64::from(grace_days))),
+            currency: plan.plan.currency.code().to_owned(),
+            lago_customer_id: customer.lago_id.clone(),
+            external_customer_id: customer.external_id.clone(),
+            subscription: draft.subscription,
+            fees: draft.fees,
+            applied_taxes: draft.applied_taxes,
+            fees_amount_cents: draft.totals.fees_amount_cents,
+            coupons_amount_cents: draft.totals.coupons_amount_cents,
+            credit_notes_amount_cents: draft.totals.credit_notes_amount_cents,
+            prepaid_credit_amount_cents: draft.totals.prepaid_credit_amount_cents,
+            progressive_billing_credit_amount_cents: draft.totals.progressive_billing_credit_amount_cents,
+            sub_total_excluding_taxes_amount_cents: draft.totals.sub_total_excluding_taxes_amount_cents,
+            taxes_amount_cents: draft.totals.taxes_amount_cents,
+            sub_total_including_taxes_amount_cents: draft.totals.sub_total_including_taxes_amount_cents,
+            total_amount_cents: draft.totals.total_amount_cents,
+            created_at: now,
+            updated_at: now,
+            finalized_at: finalized.then_some(now),
+        };
+        let mut writes = vec![
+            put(keys::billed(&org.id, &subscription.lago_id, billing_key), &invoice.lago_id, Condition::Absent)?,
+            put(keys::invoice(&org.id, &invoice.lago_id), &invoice, Condition::Absent)?,
+        ];
+        if finalized {
+            writes.push(put(customer_key, &customer, Condition::Version(customer_version))?);
+        }
+        match tally.store.transact(writes).await {
+            Ok(()) => {
+                index_fees(tally, org, &invoice).await?;
+                tracing::info!(invoice = %invoice.number, subscription = %subscription.external_id, key = billing_key,
+                    total_amount_cents = invoice.total_amount_cents, "invoice issued");
+                return Ok(Some(invoice));
+            }
+            // Already billed by another run: nothing to do.
+            Err(StoreError::ConditionFailed { index: 0 }) => return Ok(None),
+            // The customer changed (another invoice numbered meanwhile): compute again.
+            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ServiceError::Unavailable("customer kept changing while invoicing; retry".into()))
+}
+
+/// Lago's per-customer numbering: `{prefix}-{customer sequence:03}-{invoice sequence:03}`.
+pub(crate) fn invoice_number(org: &Org, customer: &CustomerRecord, sequence: u64) -> String {
+    format!("{}-{:03}-{:03}", org.document_number_prefix, customer.sequential_id, sequence)
+}
+
+/// Index items so `GET /fees/{id}` finds a fee's invoice (derived data: rewriting is harmless).
+pub(crate) async fn index_fees(tally: &Tally, org: &Org, invoice: &InvoiceRecord) -> ServiceResult<()> {
+    let writes = invoice
+        .fees
+        .iter()
+        .map(|f| put(keys::fee(&org.id, &f.lago_id), &invoice.lago_id, Condition::None))
+        .collect::<ServiceResult<Vec<_>>>()?;
+    for chunk in writes.chunks(tally_store::MAX_TRANSACTION_WRITES) {
+        tally.store.transact(chunk.to_vec()).await?;
+    }
+    Ok(())
+}
