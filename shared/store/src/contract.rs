@@ -14,6 +14,11 @@ pub fn check_transaction_shape(writes: &[Write]) -> Result<(), StoreError> {
     if writes.len() > MAX_TRANSACTION_WRITES {
         return Err(StoreError::TooManyWrites(writes.len()));
     }
+    check_distinct_keys(writes)
+}
+
+/// Refuses writes that touch one item twice.
+pub fn check_distinct_keys(writes: &[Write]) -> Result<(), StoreError> {
     let mut keys = HashSet::with_capacity(writes.len());
     if !writes.iter().all(|w| keys.insert(w.key())) {
         return Err(StoreError::DuplicateKeyInTransaction);

@@ -146,7 +146,9 @@ pub struct EventBatch {
     pub events: Vec<LoggedEvent>,
     pub usage: Vec<UsageMerge>,
     /// Applied (conditions checked) before the events; a failed condition refuses the batch with
-    /// [`StoreError::ConditionFailed`], writing nothing.
+    /// [`StoreError::ConditionFailed`], writing nothing. Unlike [`Store::transact`], a batch has
+    /// no item limit (a batch of 100 events already writes 200 log items): a backend with a
+    /// transaction limit must keep the all-or-nothing promise its own way.
     pub writes: Vec<Write>,
 }
 

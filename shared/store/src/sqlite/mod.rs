@@ -199,7 +199,7 @@ impl Store for SqliteStore {
         if batch.events.is_empty() && batch.usage.is_empty() && batch.writes.is_empty() {
             return Ok(AppendOutcome::Appended);
         }
-        crate::contract::check_transaction_shape(&batch.writes)?;
+        crate::contract::check_distinct_keys(&batch.writes)?;
         self.submit(|reply| Job::Append { batch, reply }).await
     }
 
