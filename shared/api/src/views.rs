@@ -279,7 +279,8 @@ pub fn fee(f: &FeeRecord, invoice: &InvoiceRecord) -> Value {
     })
 }
 
-pub fn invoice(i: &InvoiceRecord, with_fees: bool) -> Value {
+/// An invoice; `customer` is the customer's full view (Lago embeds it).
+pub fn invoice(i: &InvoiceRecord, customer: Value, with_fees: bool) -> Value {
     let mut view = json!({
         "lago_id": i.lago_id,
         "sequential_id": i.sequential_id,
@@ -306,7 +307,7 @@ pub fn invoice(i: &InvoiceRecord, with_fees: bool) -> Value {
         "total_paid_amount_cents": 0,
         "created_at": time(&i.created_at),
         "updated_at": time(&i.updated_at),
-        "customer": {"lago_id": i.lago_customer_id, "external_id": i.external_customer_id},
+        "customer": customer,
         "subscriptions": [{
             "lago_id": i.subscription.lago_id,
             "external_id": i.subscription.external_id,
@@ -315,6 +316,7 @@ pub fn invoice(i: &InvoiceRecord, with_fees: bool) -> Value {
         "billing_periods": [{
             "lago_subscription_id": i.subscription.lago_id,
             "external_subscription_id": i.subscription.external_id,
+            "lago_plan_id": i.subscription.plan_id,
             "subscription_from_datetime": time(&i.subscription.from_datetime),
             "subscription_to_datetime": time(&i.subscription.to_datetime),
             "charges_from_datetime": time(&i.subscription.charges_from_datetime),

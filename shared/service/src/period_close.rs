@@ -283,6 +283,7 @@ pub(crate) async fn compute(
             lago_id: subscription.lago_id.clone(),
             external_id: subscription.external_id.clone(),
             plan_code: subscription.plan_code.clone(),
+            plan_id: subscription.plan_id.clone(),
             from_datetime: sub_from,
             to_datetime: sub_to - chrono::Duration::seconds(1),
             charges_from_datetime: charges_span.0,

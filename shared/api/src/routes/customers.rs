@@ -177,7 +177,8 @@ async fn customer_invoices(
     customers::get(&s.tally, &org, &id).await?;
     let filter = InvoiceFilter { external_customer_id: Some(id), ..Default::default() };
     let all = invoices::list(&s.tally, &org, &filter).await?;
-    Ok(Json(views::list("invoices", Paged::of(all, paging.request()), |i| views::invoice(i, false))))
+    let renderer = super::invoices::InvoiceRenderer::load(&s.tally, &org).await?;
+    Ok(Json(views::list("invoices", Paged::of(all, paging.request()), |i| renderer.render(i, false))))
 }
 
 async fn customer_subscriptions(

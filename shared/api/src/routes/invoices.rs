@@ -5,8 +5,32 @@ use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use tally_service::invoices::{self, FeeFilter, InvoiceFilter};
-use tally_service::Paged;
+use tally_service::records::{CustomerRecord, InvoiceRecord};
+use tally_service::{customers, taxes, Org, Paged, Tally};
+
+/// Invoice views with their customers embedded, as Lago renders them.
+pub(crate) struct InvoiceRenderer {
+    org: Org,
+    customers: HashMap<String, CustomerRecord>,
+    taxes: Vec<tally_service::records::TaxRecord>,
+}
+
+impl InvoiceRenderer {
+    pub(crate) async fn load(tally: &Tally, org: &Org) -> ApiResult<Self> {
+        let customers = customers::list(tally, org).await?.into_iter().map(|c| (c.external_id.clone(), c)).collect();
+        Ok(Self { org: org.clone(), customers, taxes: taxes::list(tally, org).await? })
+    }
+
+    pub(crate) fn render(&self, invoice: &InvoiceRecord, with_fees: bool) -> Value {
+        let customer = self.customers.get(&invoice.external_customer_id).map_or_else(
+            || json!({"lago_id": invoice.lago_customer_id, "external_id": invoice.external_customer_id}),
+            |c| views::customer(c, &self.org, &self.taxes),
+        );
+        views::invoice(invoice, customer, with_fees)
+    }
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -38,19 +62,26 @@ async fn index(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQ
         issuing_date_to: first(&pairs, "issuing_date_to").and_then(|d| d.parse().ok()),
     };
     let all = invoices::list(&s.tally, &org, &filter).await?;
-    Ok(Json(views::list("invoices", Paged::of(all, paging(&pairs).request()), |i| views::invoice(i, true))))
+    let renderer = InvoiceRenderer::load(&s.tally, &org).await?;
+    Ok(Json(views::list("invoices", Paged::of(all, paging(&pairs).request()), |i| renderer.render(i, true))))
 }
 
 async fn show(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"invoice": views::invoice(&invoices::get(&s.tally, &org, &id).await?, true)})))
+    let invoice = invoices::get(&s.tally, &org, &id).await?;
+    let renderer = InvoiceRenderer::load(&s.tally, &org).await?;
+    Ok(Json(json!({"invoice": renderer.render(&invoice, true)})))
 }
 
 async fn finalize(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"invoice": views::invoice(&invoices::finalize(&s.tally, &org, &id).await?, true)})))
+    let invoice = invoices::finalize(&s.tally, &org, &id).await?;
+    let renderer = InvoiceRenderer::load(&s.tally, &org).await?;
+    Ok(Json(json!({"invoice": renderer.render(&invoice, true)})))
 }
 
 async fn refresh(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"invoice": views::invoice(&invoices::refresh(&s.tally, &org, &id).await?, true)})))
+    let invoice = invoices::refresh(&s.tally, &org, &id).await?;
+    let renderer = InvoiceRenderer::load(&s.tally, &org).await?;
+    Ok(Json(json!({"invoice": renderer.render(&invoice, true)})))
 }
 
 async fn fees(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {

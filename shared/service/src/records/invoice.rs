@@ -76,6 +76,8 @@ pub struct InvoiceSubscriptionRecord {
     pub lago_id: String,
     pub external_id: String,
     pub plan_code: String,
+    #[serde(default)]
+    pub plan_id: String,
     pub from_datetime: DateTime<Utc>,
     pub to_datetime: DateTime<Utc>,
     pub charges_from_datetime: DateTime<Utc>,

@@ -1,0 +1,83 @@
+"""Starts a real `tally serve` on a temporary data directory for the end-to-end suite.
+
+The binary comes from $TALLY_BIN (default: target/release/tally, then target/debug/tally).
+"""
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from lago_python_client.client import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "e2e-secret-key"
+
+
+def tally_binary() -> str:
+    if os.environ.get("TALLY_BIN"):
+        return os.environ["TALLY_BIN"]
+    for profile in ("release", "debug"):
+        candidate = ROOT / "target" / profile / "tally"
+        if candidate.exists():
+            return str(candidate)
+    raise RuntimeError("build tally first: cargo build --release --bin tally")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, data_dir: str, url: str, process: subprocess.Popen):
+        self.data_dir = data_dir
+        self.url = url
+        self.process = process
+
+    def bill(self, at: str) -> str:
+        """Runs `tally bill --at` on the server's data, while the server runs."""
+        done = subprocess.run(
+            [tally_binary(), "bill", "--at", at, "--data-dir", self.data_dir],
+            capture_output=True, text=True, timeout=120, check=True,
+        )
+        return done.stdout
+
+    def get(self, path: str, key: str = API_KEY, **params) -> httpx.Response:
+        return httpx.get(f"{self.url}/api/v1/{path}", params=params, headers={"Authorization": f"Bearer {key}"})
+
+
+@pytest.fixture(scope="session")
+def server():
+    data_dir = tempfile.mkdtemp(prefix="tally-e2e-")
+    port = free_port()
+    env = dict(os.environ, TALLY_API_KEY=API_KEY, RUST_LOG="warn")
+    # A long close interval: the suite drives the period close itself with `tally bill`.
+    process = subprocess.Popen(
+        [tally_binary(), "serve", "--addr", f"127.0.0.1:{port}", "--data-dir", data_dir, "--close-every", "3600"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        raise RuntimeError("tally serve did not start: " + (process.stdout.read() if process.stdout else ""))
+    yield Server(data_dir, url, process)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def client(server) -> Client:
+    return Client(api_key=API_KEY, api_url=server.url)
