@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::Arc;
 use tally_domain::validation::ValidationErrors;
-use tally_store::{AppendOutcome, Condition, EventBatch, EventFilter, LoggedEvent, Query, StoreError, Write};
+use tally_store::{AppendOutcome, Condition, EventBatch, EventFilter, Query, StoreError, Write};
 
 /// Largest batch `POST /events/batch` accepts.
 pub const MAX_BATCH: usize = 100;
@@ -260,19 +260,7 @@ pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceR
         }
         let mut guards = reads.guards(org);
         guards.extend(writes);
-        let logged = records
-            .iter()
-            .map(|e| {
-                Ok(LoggedEvent {
-                    organization_id: org.id.clone(),
-                    external_subscription_id: e.external_subscription_id.clone(),
-                    transaction_id: e.transaction_id.clone(),
-                    code: e.code.clone(),
-                    timestamp_ms: e.timestamp.timestamp_millis(),
-                    body: crate::records::encode(e)?,
-                })
-            })
-            .collect::<ServiceResult<Vec<_>>>()?;
+        let logged = records.iter().map(|e| e.to_logged(&org.id)).collect::<ServiceResult<Vec<_>>>()?;
         let batch = EventBatch { events: logged, usage: deltas.into_merges(), writes: guards };
         match tally.store.append_events(batch).await {
             Ok(AppendOutcome::Appended) => return Ok(records),
@@ -348,7 +336,7 @@ pub async fn get(
     let events = tally.store.events_by_transaction(&org.id, transaction_id).await?;
     let found = events.into_iter().find(|e| external_subscription_id.is_none_or(|s| s == e.external_subscription_id));
     let event = found.ok_or(ServiceError::NotFound("event"))?;
-    crate::records::decode(&event.body)
+    EventRecord::from_logged(&event)
 }
 
 /// `GET /events`: newest first, with Lago's paging.
@@ -361,7 +349,7 @@ pub async fn list(
     let per_page = page.per_page.clamp(1, 1000);
     let offset = (page.page.max(1) - 1) * per_page;
     let (events, total) = tally.store.list_events(&org.id, filter, offset, per_page).await?;
-    let items = events.iter().map(|e| crate::records::decode(&e.body)).collect::<ServiceResult<Vec<EventRecord>>>()?;
+    let items = events.iter().map(EventRecord::from_logged).collect::<ServiceResult<Vec<EventRecord>>>()?;
     let total_count = usize::try_from(total).unwrap_or(usize::MAX);
     Ok(Paged { items, current_page: page.page.max(1), total_pages: total_count.div_ceil(per_page), total_count })
 }

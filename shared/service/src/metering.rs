@@ -12,7 +12,7 @@ use tally_domain::aggregation::{measure, EventInput, MeasureError, Window};
 use tally_domain::catalog::PricingProperties;
 use tally_domain::periods::{billed_span, BillingSchedule, Period, SubscriptionLife};
 use tally_domain::pricing::{matching_filter, pricing_group, ChargeUsage};
-use tally_store::{Key, UsageMerge};
+use tally_store::{Key, LoggedEvent, UsageMerge};
 
 /// A usage event as stored (the body of the event log, and of events waiting for a subscription).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +31,66 @@ pub struct EventRecord {
     #[serde(default)]
     pub lago_customer_id: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// What the event log keeps beside the indexed columns (organization, subscription,
+/// transaction id, code, timestamp): the rest of the event, compactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct LoggedPayload {
+    #[serde(rename = "i")]
+    lago_id: String,
+    #[serde(rename = "p", default)]
+    properties: Map<String, Value>,
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    precise_total_amount_cents: Option<Decimal>,
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    lago_subscription_id: Option<String>,
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    lago_customer_id: Option<String>,
+    #[serde(rename = "t")]
+    created_at_ms: i64,
+}
+
+impl EventRecord {
+    /// The log entry of this event.
+    pub fn to_logged(&self, organization_id: &str) -> Result<LoggedEvent, ServiceError> {
+        let payload = LoggedPayload {
+            lago_id: self.lago_id.clone(),
+            properties: self.properties.clone(),
+            precise_total_amount_cents: self.precise_total_amount_cents,
+            lago_subscription_id: self.lago_subscription_id.clone(),
+            lago_customer_id: self.lago_customer_id.clone(),
+            created_at_ms: self.created_at.timestamp_millis(),
+        };
+        Ok(LoggedEvent {
+            organization_id: organization_id.to_owned(),
+            external_subscription_id: self.external_subscription_id.clone(),
+            transaction_id: self.transaction_id.clone(),
+            code: self.code.clone(),
+            timestamp_ms: self.timestamp.timestamp_millis(),
+            body: crate::records::encode(&payload)?,
+        })
+    }
+
+    /// The event back from its log entry.
+    pub fn from_logged(logged: &LoggedEvent) -> Result<Self, ServiceError> {
+        let payload: LoggedPayload = crate::records::decode(&logged.body)?;
+        let time = |ms: i64| {
+            DateTime::<Utc>::from_timestamp_millis(ms).ok_or_else(|| ServiceError::Internal("bad time".into()))
+        };
+        Ok(Self {
+            lago_id: payload.lago_id,
+            transaction_id: logged.transaction_id.clone(),
+            external_subscription_id: logged.external_subscription_id.clone(),
+            code: logged.code.clone(),
+            timestamp: time(logged.timestamp_ms)?,
+            properties: payload.properties,
+            precise_total_amount_cents: payload.precise_total_amount_cents,
+            lago_subscription_id: payload.lago_subscription_id,
+            lago_customer_id: payload.lago_customer_id,
+            created_at: time(payload.created_at_ms)?,
+        })
+    }
 }
 
 /// One stored usage state: the bucket it belongs to and its mergeable usage.

@@ -208,18 +208,6 @@ pub trait Store: Send + Sync + 'static {
     async fn events_by_transaction(&self, organization_id: &str, transaction_id: &str)
         -> StoreResult<Vec<LoggedEvent>>;
 
-    /// Events of one subscription with `from_ms ≤ timestamp < to_ms`, oldest first, from
-    /// position `offset` (for re-aggregation and paging).
-    async fn subscription_events(
-        &self,
-        organization_id: &str,
-        external_subscription_id: &str,
-        from_ms: i64,
-        to_ms: i64,
-        offset: usize,
-        limit: usize,
-    ) -> StoreResult<Vec<LoggedEvent>>;
-
     /// Events of an organization, newest received first, with the total count for paging.
     async fn list_events(
         &self,

@@ -31,8 +31,17 @@ async fn create(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiR
     Ok(Json(json!({"event": views::event(event)})))
 }
 
+/// `{"events": [...]}`, parsed in one pass (this is the hot path).
+#[derive(serde::Deserialize)]
+struct BatchBody {
+    events: Option<Vec<EventInput>>,
+}
+
 async fn batch(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiResult<Json<Value>> {
-    let inputs: Vec<EventInput> = root(&body, "events")?;
+    let parsed: BatchBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    let inputs =
+        parsed.events.ok_or_else(|| ApiError::BadRequest("param is missing or the value is empty: events".into()))?;
     if inputs.is_empty() {
         return Err(ServiceError::invalid("events", "no_events").into());
     }

@@ -1,8 +1,9 @@
 //! The embedded store: SQLite in WAL mode, `synchronous=FULL` (durable on commit).
 //!
 //! One writer thread owns the write connection and commits *groups* of concurrent requests in
-//! one transaction (one fsync for many requests), each request inside its own savepoint so a
-//! refused request rolls back alone. Reads use a small pool of read connections.
+//! one transaction (one fsync for many requests). Each request is checked (conditions,
+//! duplicates) before it writes anything, so a refused request leaves no trace in the group.
+//! Reads use a small pool of read connections.
 //!
 //! Event dedupe: the log's `event_keys` table holds a 64-bit hash of `(organization,
 //! transaction_id)` and the event's row number. A small integer key packs hundreds of entries in a
@@ -212,38 +213,12 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT e.org, e.sub, e.tx, e.code, e.ts_ms, e.body FROM event_keys k JOIN events e ON e.seq = k.seq
+                    "SELECT e.org, e.sub, e.tx, e.code, e.ts_ms, e.body FROM event_keys k CROSS JOIN events e ON e.seq = k.seq
                      WHERE k.hash = ?1 AND e.org = ?2 AND e.tx = ?3 ORDER BY e.seq",
                 )
                 .map_err(backend)?;
             let rows =
                 stmt.query_map(params![schema::event_hash(&org, &tx), org, tx], logged_event).map_err(backend)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
-        })
-        .await
-    }
-
-    async fn subscription_events(
-        &self,
-        organization_id: &str,
-        external_subscription_id: &str,
-        from_ms: i64,
-        to_ms: i64,
-        offset: usize,
-        limit: usize,
-    ) -> StoreResult<Vec<LoggedEvent>> {
-        let (org, sub) = (organization_id.to_owned(), external_subscription_id.to_owned());
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT org, sub, tx, code, ts_ms, body FROM events
-                     WHERE org = ?1 AND sub = ?2 AND ts_ms >= ?3 AND ts_ms < ?4
-                     ORDER BY ts_ms, seq LIMIT ?5 OFFSET ?6",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(params![org, sub, from_ms, to_ms, to_i64(limit), to_i64(offset)], logged_event)
-                .map_err(backend)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(backend)
         })
         .await

@@ -21,9 +21,8 @@ CREATE TABLE IF NOT EXISTS events (
     ts_ms INTEGER NOT NULL,
     body  BLOB    NOT NULL
 );
--- Re-aggregation reads one subscription's events by time; new events land at the end of
--- their subscription's range, so this index grows at a few hot pages.
-CREATE INDEX IF NOT EXISTS events_by_subscription ON events (org, sub, ts_ms);
+-- No index by subscription: nothing hot reads the log by subscription (events waiting for a
+-- subscription are parked as items), and each index is one more write per event.
 
 -- Dedupe and lookup by transaction id: 64-bit hash of (org, transaction_id) → event row.
 CREATE TABLE IF NOT EXISTS event_keys (

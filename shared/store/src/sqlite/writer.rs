@@ -1,10 +1,10 @@
-//! The writer thread: group commit of concurrent requests, each in its own savepoint.
+//! The writer thread: group commit of concurrent requests, each checked before it writes.
 
 use super::backend;
 use super::schema::event_hash;
 use crate::{AppendOutcome, Condition, EventBatch, StoreError, StoreResult, Write};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::Receiver;
 use tokio::sync::oneshot;
 
@@ -42,56 +42,78 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>) {
 }
 
 fn commit_group(conn: &mut Connection, group: Vec<Job>) -> Vec<Done> {
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return fail_all(group, &e.to_string()),
     };
+    // Each job is checked first (reads only: conditions, duplicates, merges computed in memory),
+    // then written. A refused job has written nothing, so no savepoint is needed; a failed
+    // write leaves the transaction unknown, so the whole group rolls back and every job fails.
     let mut done = Vec::with_capacity(group.len());
-    let mut pending = Vec::new();
-    for job in group {
-        let savepoint = match tx.savepoint() {
-            Ok(sp) => sp,
-            Err(e) => {
-                pending.push(job);
-                tracing::error!("savepoint failed: {e}");
-                continue;
-            }
+    let mut jobs = group.into_iter();
+    let mut broken: Option<StoreError> = None;
+    // Usage states merged by this group, written once at the end: concurrent batches touching
+    // the same states cost one write per state, not one per batch.
+    let mut states = Overlay::default();
+    for job in jobs.by_ref() {
+        let touches_states = match &job {
+            Job::Transact { writes, .. } => writes.iter().any(|w| states.0.contains_key(w.key())),
+            Job::Append { batch, .. } => batch.writes.iter().any(|w| states.0.contains_key(w.key())),
         };
-        match job {
-            Job::Transact { writes, reply } => {
-                let result = apply_writes(&savepoint, &writes);
-                let result = finish(savepoint, result.is_ok()).and(result);
-                done.push(Done::Transact(reply, result));
-            }
-            Job::Append { batch, reply } => {
-                let result = append(&savepoint, batch);
-                let keep = matches!(result, Ok(AppendOutcome::Appended));
-                let result = finish(savepoint, keep).and(result);
-                done.push(Done::Append(reply, result));
+        if touches_states {
+            if let Err(e) = states.flush(&tx) {
+                broken = Some(e);
+                done.extend(fail_all(vec![job], "write failed"));
+                break;
             }
         }
+        match job {
+            Job::Transact { writes, reply } => match check_conditions(&tx, &writes) {
+                Err(e) => done.push(Done::Transact(reply, Err(e))),
+                Ok(()) => {
+                    let written = apply_writes(&tx, &writes);
+                    let failed = written.is_err();
+                    done.push(Done::Transact(reply, written));
+                    if failed {
+                        broken = Some(StoreError::Unavailable("write failed".into()));
+                    }
+                }
+            },
+            Job::Append { batch, reply } => match prepare_append(&tx, batch, &states) {
+                Err(e) => done.push(Done::Append(reply, Err(e))),
+                Ok(Prepared::Refused(duplicates)) => {
+                    done.push(Done::Append(reply, Ok(AppendOutcome::Duplicates(duplicates))))
+                }
+                Ok(Prepared::Ready(plan)) => match apply_append(&tx, plan, &mut states) {
+                    Ok(()) => done.push(Done::Append(reply, Ok(AppendOutcome::Appended))),
+                    Err(e) => {
+                        done.push(Done::Append(reply, Err(StoreError::Unavailable(e.to_string()))));
+                        broken = Some(e);
+                    }
+                },
+            },
+        }
+        if broken.is_some() {
+            break;
+        }
     }
-    if let Err(e) = tx.commit() {
-        let message = format!("commit failed: {e}");
-        return done
+    if broken.is_none() {
+        broken = states.flush(&tx).err();
+    }
+    let outcome = match broken {
+        Some(e) => Err(format!("write failed, group rolled back: {e}")),
+        None => tx.commit().map_err(|e| format!("commit failed: {e}")),
+    };
+    match outcome {
+        Ok(()) => done,
+        Err(message) => done
             .into_iter()
             .map(|d| match d {
                 Done::Transact(reply, _) => Done::Transact(reply, Err(StoreError::Unavailable(message.clone()))),
                 Done::Append(reply, _) => Done::Append(reply, Err(StoreError::Unavailable(message.clone()))),
             })
-            .chain(fail_all(pending, &message))
-            .collect();
-    }
-    done.extend(fail_all(pending, "savepoint failed"));
-    done
-}
-
-/// Releases the savepoint (keeping its writes) or rolls it back.
-fn finish(savepoint: rusqlite::Savepoint<'_>, keep: bool) -> StoreResult<()> {
-    if keep {
-        savepoint.commit().map_err(backend)
-    } else {
-        savepoint.finish().map_err(backend)
+            .chain(fail_all(jobs.collect(), &message))
+            .collect(),
     }
 }
 
@@ -111,7 +133,8 @@ fn current_version(conn: &Connection, pk: &str, sk: &str) -> StoreResult<Option<
     Ok(version.map(i64::unsigned_abs))
 }
 
-fn apply_writes(conn: &Connection, writes: &[Write]) -> StoreResult<()> {
+/// Checks every write's condition (reads only).
+fn check_conditions(conn: &Connection, writes: &[Write]) -> StoreResult<()> {
     for (index, write) in writes.iter().enumerate() {
         let (key, condition) = match write {
             Write::Put { key, condition, .. } | Write::Delete { key, condition } | Write::Check { key, condition } => {
@@ -126,6 +149,13 @@ fn apply_writes(conn: &Connection, writes: &[Write]) -> StoreResult<()> {
         if !holds {
             return Err(StoreError::ConditionFailed { index });
         }
+    }
+    Ok(())
+}
+
+/// Applies writes whose conditions were checked.
+fn apply_writes(conn: &Connection, writes: &[Write]) -> StoreResult<()> {
+    for write in writes {
         match write {
             Write::Put { key, value, .. } => put(conn, &key.pk, &key.sk, value)?,
             Write::Delete { key, .. } => {
@@ -149,14 +179,41 @@ fn put(conn: &Connection, pk: &str, sk: &str, value: &[u8]) -> StoreResult<()> {
     Ok(())
 }
 
-fn append(conn: &Connection, batch: EventBatch) -> StoreResult<AppendOutcome> {
-    // 1. Refuse the whole batch if any event is already stored or repeats an earlier one.
+enum Prepared {
+    Refused(Vec<usize>),
+    Ready(AppendPlan),
+}
+
+/// An append that passed its checks: everything to write.
+struct AppendPlan {
+    events: Vec<crate::LoggedEvent>,
+    writes: Vec<Write>,
+    states: Vec<(crate::Key, Vec<u8>)>,
+}
+
+/// Usage states merged in the current group and not yet written.
+#[derive(Default)]
+struct Overlay(HashMap<crate::Key, Vec<u8>>);
+
+impl Overlay {
+    fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
+        for (key, value) in self.0.drain() {
+            put(conn, &key.pk, &key.sk, &value)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks an append (duplicates, then conditions) and computes its merged states, reading only.
+fn prepare_append(conn: &Connection, batch: EventBatch, overlay: &Overlay) -> StoreResult<Prepared> {
     let mut duplicates = Vec::new();
     let mut seen = HashSet::with_capacity(batch.events.len());
     {
+        // CROSS JOIN pins the join order: probe the hash first, then the one event row it names.
+        // Left to itself the planner may scan the subscription's events instead, O(events).
         let mut stored = conn
             .prepare_cached(
-                "SELECT 1 FROM event_keys k JOIN events e ON e.seq = k.seq
+                "SELECT 1 FROM event_keys k CROSS JOIN events e ON e.seq = k.seq
                  WHERE k.hash = ?1 AND e.org = ?2 AND e.sub = ?3 AND e.tx = ?4 LIMIT 1",
             )
             .map_err(backend)?;
@@ -173,42 +230,49 @@ fn append(conn: &Connection, batch: EventBatch) -> StoreResult<AppendOutcome> {
         }
     }
     if !duplicates.is_empty() {
-        return Ok(AppendOutcome::Duplicates(duplicates));
+        return Ok(Prepared::Refused(duplicates));
     }
-    apply_writes(conn, &batch.writes)?;
-    // 2. Log the events and their dedupe keys.
+    check_conditions(conn, &batch.writes)?;
+    let mut states = Vec::with_capacity(batch.usage.len());
     {
-        let mut insert_event = conn
-            .prepare_cached("INSERT INTO events (org, sub, tx, code, ts_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-            .map_err(backend)?;
-        let mut insert_key =
-            conn.prepare_cached("INSERT INTO event_keys (hash, seq) VALUES (?1, ?2)").map_err(backend)?;
-        for event in &batch.events {
-            let seq = insert_event
-                .insert(params![
-                    event.organization_id,
-                    event.external_subscription_id,
-                    event.transaction_id,
-                    event.code,
-                    event.timestamp_ms,
-                    event.body
-                ])
-                .map_err(backend)?;
-            insert_key
-                .execute(params![event_hash(&event.organization_id, &event.transaction_id), seq])
-                .map_err(backend)?;
+        let mut read = conn.prepare_cached("SELECT value FROM items WHERE pk = ?1 AND sk = ?2").map_err(backend)?;
+        for usage in batch.usage {
+            let merged = match overlay.0.get(&usage.key) {
+                Some(pending) => (usage.merge)(Some(pending)),
+                None => {
+                    let stored = read
+                        .query_row(params![usage.key.pk, usage.key.sk], |row| row.get::<_, Vec<u8>>(0))
+                        .optional()
+                        .map_err(backend)?;
+                    (usage.merge)(stored.as_deref())
+                }
+            }
+            .map_err(StoreError::Merge)?;
+            states.push((usage.key, merged));
         }
     }
-    // 3. Merge usage deltas into their states, in the same transaction.
-    for usage in batch.usage {
-        let current = {
-            let mut stmt = conn.prepare_cached("SELECT value FROM items WHERE pk = ?1 AND sk = ?2").map_err(backend)?;
-            stmt.query_row(params![usage.key.pk, usage.key.sk], |row| row.get::<_, Vec<u8>>(0))
-                .optional()
-                .map_err(backend)?
-        };
-        let merged = (usage.merge)(current.as_deref()).map_err(StoreError::Merge)?;
-        put(conn, &usage.key.pk, &usage.key.sk, &merged)?;
+    Ok(Prepared::Ready(AppendPlan { events: batch.events, writes: batch.writes, states }))
+}
+
+fn apply_append(conn: &Connection, plan: AppendPlan, overlay: &mut Overlay) -> StoreResult<()> {
+    apply_writes(conn, &plan.writes)?;
+    let mut insert_event = conn
+        .prepare_cached("INSERT INTO events (org, sub, tx, code, ts_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .map_err(backend)?;
+    let mut insert_key = conn.prepare_cached("INSERT INTO event_keys (hash, seq) VALUES (?1, ?2)").map_err(backend)?;
+    for event in &plan.events {
+        let seq = insert_event
+            .insert(params![
+                event.organization_id,
+                event.external_subscription_id,
+                event.transaction_id,
+                event.code,
+                event.timestamp_ms,
+                event.body
+            ])
+            .map_err(backend)?;
+        insert_key.execute(params![event_hash(&event.organization_id, &event.transaction_id), seq]).map_err(backend)?;
     }
-    Ok(AppendOutcome::Appended)
+    overlay.0.extend(plan.states);
+    Ok(())
 }
