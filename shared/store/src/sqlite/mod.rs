@@ -5,12 +5,13 @@
 //! duplicates) before it writes anything, so a refused request leaves no trace in the group.
 //! Reads use a small pool of read connections.
 //!
-//! Event dedupe: the log's `event_keys` table holds a 64-bit hash of `(organization,
-//! transaction_id)` and the event's row number. A small integer key packs hundreds of entries in a
-//! page, so each new event dirties far less than a page; a hit is confirmed against the stored
-//! event itself, so a hash collision can never refuse a genuine event (exact idempotency).
-//! The same table answers `GET /events/{transaction_id}`.
+//! Event dedupe: a 64-bit hash of `(organization, transaction_id)` names the event rows to
+//! compare; recent hashes live in memory, older ones in an index written in sorted runs (see
+//! `dedupe.rs`). A hit is confirmed against the stored event itself, so a hash collision can
+//! never refuse a genuine event (exact idempotency). The same index answers
+//! `GET /events/{transaction_id}`.
 
+mod dedupe;
 mod schema;
 mod writer;
 
@@ -58,13 +59,19 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 impl SqliteStore {
     /// Opens (creating if needed) the database `tally.db` in `data_dir`.
     pub fn open(data_dir: &Path) -> StoreResult<Self> {
+        Self::open_with(data_dir, dedupe::ARCHIVE_AT)
+    }
+
+    /// Like [`SqliteStore::open`], moving event keys to the on-disk index every `archive_at`
+    /// events (tests use a small number to exercise that path).
+    pub fn open_with(data_dir: &Path, archive_at: usize) -> StoreResult<Self> {
         std::fs::create_dir_all(data_dir).map_err(backend)?;
         let path = data_dir.join("tally.db");
         let conn = schema::open_writer(&path)?;
         let (sender, receiver) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("tally-sqlite-writer".into())
-            .spawn(move || writer::run(conn, receiver))
+            .spawn(move || writer::run(conn, receiver, archive_at.max(1)))
             .map_err(backend)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -209,19 +216,8 @@ impl Store for SqliteStore {
         organization_id: &str,
         transaction_id: &str,
     ) -> StoreResult<Vec<LoggedEvent>> {
-        let (org, tx) = (organization_id.to_owned(), transaction_id.to_owned());
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT e.org, e.sub, e.tx, e.code, e.ts_ms, e.body FROM event_keys k CROSS JOIN events e ON e.seq = k.seq
-                     WHERE k.hash = ?1 AND e.org = ?2 AND e.tx = ?3 ORDER BY e.seq",
-                )
-                .map_err(backend)?;
-            let rows =
-                stmt.query_map(params![schema::event_hash(&org, &tx), org, tx], logged_event).map_err(backend)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
-        })
-        .await
+        let (organization_id, transaction_id) = (organization_id.to_owned(), transaction_id.to_owned());
+        self.submit(|reply| Job::Lookup { organization_id, transaction_id, reply }).await
     }
 
     async fn list_events(

@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS items (
 -- The event log, in arrival order.
 CREATE TABLE IF NOT EXISTS events (
     seq   INTEGER PRIMARY KEY,
+    hash  INTEGER NOT NULL,
     org   TEXT    NOT NULL,
     sub   TEXT    NOT NULL,
     tx    TEXT    NOT NULL,
@@ -24,12 +25,18 @@ CREATE TABLE IF NOT EXISTS events (
 -- No index by subscription: nothing hot reads the log by subscription (events waiting for a
 -- subscription are parked as items), and each index is one more write per event.
 
--- Dedupe and lookup by transaction id: 64-bit hash of (org, transaction_id) → event row.
+-- Dedupe and lookup by transaction id: 64-bit hash of (org, transaction_id) → event row,
+-- for events up to `keys_archived_through` (newer ones are indexed in memory: see dedupe.rs).
 CREATE TABLE IF NOT EXISTS event_keys (
     hash INTEGER NOT NULL,
     seq  INTEGER NOT NULL,
     PRIMARY KEY (hash, seq)
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 ";
 
 pub(super) fn open_writer(path: &Path) -> StoreResult<Connection> {

@@ -1,8 +1,9 @@
 //! The writer thread: group commit of concurrent requests, each checked before it writes.
 
 use super::backend;
+use super::dedupe::Dedupe;
 use super::schema::event_hash;
-use crate::{AppendOutcome, Condition, EventBatch, StoreError, StoreResult, Write};
+use crate::{AppendOutcome, Condition, EventBatch, LoggedEvent, StoreError, StoreResult, Write};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::Receiver;
@@ -12,16 +13,39 @@ use tokio::sync::oneshot;
 const MAX_GROUP: usize = 256;
 
 pub(super) enum Job {
-    Transact { writes: Vec<Write>, reply: oneshot::Sender<StoreResult<()>> },
-    Append { batch: EventBatch, reply: oneshot::Sender<StoreResult<AppendOutcome>> },
+    Transact {
+        writes: Vec<Write>,
+        reply: oneshot::Sender<StoreResult<()>>,
+    },
+    Append {
+        batch: EventBatch,
+        reply: oneshot::Sender<StoreResult<AppendOutcome>>,
+    },
+    /// Events by transaction id: answered here, where the newest keys are indexed.
+    Lookup {
+        organization_id: String,
+        transaction_id: String,
+        reply: oneshot::Sender<StoreResult<Vec<LoggedEvent>>>,
+    },
 }
 
 enum Done {
     Transact(oneshot::Sender<StoreResult<()>>, StoreResult<()>),
     Append(oneshot::Sender<StoreResult<AppendOutcome>>, StoreResult<AppendOutcome>),
+    Lookup(oneshot::Sender<StoreResult<Vec<LoggedEvent>>>, StoreResult<Vec<LoggedEvent>>),
 }
 
-pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>) {
+pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, archive_at: usize) {
+    let mut dedupe = match Dedupe::load(&conn, archive_at) {
+        Ok(dedupe) => dedupe,
+        Err(e) => {
+            tracing::error!("cannot load the event index: {e}");
+            for job in jobs {
+                fail_all(vec![job], "event index unavailable").into_iter().for_each(Done::send);
+            }
+            return;
+        }
+    };
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -30,18 +54,60 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let done = commit_group(&mut conn, group);
-        for d in done {
-            // A caller that went away no longer needs its answer.
-            match d {
-                Done::Transact(reply, result) => drop(reply.send(result)),
-                Done::Append(reply, result) => drop(reply.send(result)),
+        let (lookups, writes): (Vec<Job>, Vec<Job>) = group.into_iter().partition(|j| matches!(j, Job::Lookup { .. }));
+        for lookup in lookups {
+            if let Job::Lookup { organization_id, transaction_id, reply } = lookup {
+                drop(reply.send(find_by_transaction(&conn, &dedupe, &organization_id, &transaction_id)));
             }
+        }
+        if writes.is_empty() {
+            continue;
+        }
+        let (size, started) = (writes.len(), std::time::Instant::now());
+        let done = commit_group(&mut conn, &mut dedupe, writes);
+        tracing::debug!(requests = size, elapsed_us = started.elapsed().as_micros() as u64, "group committed");
+        done.into_iter().for_each(Done::send);
+    }
+}
+
+impl Done {
+    fn send(self) {
+        // A caller that went away no longer needs its answer.
+        match self {
+            Done::Transact(reply, result) => drop(reply.send(result)),
+            Done::Append(reply, result) => drop(reply.send(result)),
+            Done::Lookup(reply, result) => drop(reply.send(result)),
         }
     }
 }
 
-fn commit_group(conn: &mut Connection, group: Vec<Job>) -> Vec<Done> {
+fn logged_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoggedEvent> {
+    Ok(LoggedEvent {
+        organization_id: row.get(0)?,
+        external_subscription_id: row.get(1)?,
+        transaction_id: row.get(2)?,
+        code: row.get(3)?,
+        timestamp_ms: row.get(4)?,
+        body: row.get(5)?,
+    })
+}
+
+fn find_by_transaction(conn: &Connection, dedupe: &Dedupe, org: &str, tx: &str) -> StoreResult<Vec<LoggedEvent>> {
+    let mut seqs = dedupe.candidates(conn, event_hash(org, tx))?;
+    seqs.sort_unstable();
+    let mut stmt = conn
+        .prepare_cached("SELECT org, sub, tx, code, ts_ms, body FROM events WHERE seq = ?1 AND org = ?2 AND tx = ?3")
+        .map_err(backend)?;
+    let mut found = Vec::new();
+    for seq in seqs {
+        if let Some(event) = stmt.query_row(params![seq, org, tx], logged_event).optional().map_err(backend)? {
+            found.push(event);
+        }
+    }
+    Ok(found)
+}
+
+fn commit_group(conn: &mut Connection, dedupe: &mut Dedupe, group: Vec<Job>) -> Vec<Done> {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return fail_all(group, &e.to_string()),
@@ -59,6 +125,7 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) -> Vec<Done> {
         let touches_states = match &job {
             Job::Transact { writes, .. } => writes.iter().any(|w| states.0.contains_key(w.key())),
             Job::Append { batch, .. } => batch.writes.iter().any(|w| states.0.contains_key(w.key())),
+            Job::Lookup { .. } => false,
         };
         if touches_states {
             if let Err(e) = states.flush(&tx) {
@@ -79,12 +146,15 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) -> Vec<Done> {
                     }
                 }
             },
-            Job::Append { batch, reply } => match prepare_append(&tx, batch, &states) {
+            Job::Lookup { organization_id, transaction_id, reply } => {
+                done.push(Done::Lookup(reply, find_by_transaction(&tx, dedupe, &organization_id, &transaction_id)));
+            }
+            Job::Append { batch, reply } => match prepare_append(&tx, dedupe, batch, &states) {
                 Err(e) => done.push(Done::Append(reply, Err(e))),
                 Ok(Prepared::Refused(duplicates)) => {
                     done.push(Done::Append(reply, Ok(AppendOutcome::Duplicates(duplicates))))
                 }
-                Ok(Prepared::Ready(plan)) => match apply_append(&tx, plan, &mut states) {
+                Ok(Prepared::Ready(plan)) => match apply_append(&tx, dedupe, plan, &mut states) {
                     Ok(()) => done.push(Done::Append(reply, Ok(AppendOutcome::Appended))),
                     Err(e) => {
                         done.push(Done::Append(reply, Err(StoreError::Unavailable(e.to_string()))));
@@ -100,20 +170,44 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) -> Vec<Done> {
     if broken.is_none() {
         broken = states.flush(&tx).err();
     }
+    let mut archived = None;
+    if broken.is_none() && dedupe.should_archive() {
+        match dedupe.archive(&tx) {
+            Ok(through) => archived = Some(through),
+            Err(e) => broken = Some(e),
+        }
+    }
+    let committing = std::time::Instant::now();
     let outcome = match broken {
-        Some(e) => Err(format!("write failed, group rolled back: {e}")),
+        Some(e) => {
+            drop(tx); // rolls back
+            Err(format!("write failed, group rolled back: {e}"))
+        }
         None => tx.commit().map_err(|e| format!("commit failed: {e}")),
     };
+    tracing::trace!(commit_us = committing.elapsed().as_micros() as u64, archived = archived.is_some(), "commit");
     match outcome {
-        Ok(()) => done,
-        Err(message) => done
-            .into_iter()
-            .map(|d| match d {
-                Done::Transact(reply, _) => Done::Transact(reply, Err(StoreError::Unavailable(message.clone()))),
-                Done::Append(reply, _) => Done::Append(reply, Err(StoreError::Unavailable(message.clone()))),
-            })
-            .chain(fail_all(jobs.collect(), &message))
-            .collect(),
+        Ok(()) => {
+            if let Some(through) = archived {
+                dedupe.archived(through);
+            }
+            done
+        }
+        Err(message) => {
+            // The in-memory index may name rolled-back rows: rebuild it from what committed.
+            match Dedupe::load(conn, dedupe.archive_at()) {
+                Ok(fresh) => *dedupe = fresh,
+                Err(e) => tracing::error!("cannot reload the event index: {e}"),
+            }
+            done.into_iter()
+                .map(|d| match d {
+                    Done::Transact(reply, _) => Done::Transact(reply, Err(StoreError::Unavailable(message.clone()))),
+                    Done::Append(reply, _) => Done::Append(reply, Err(StoreError::Unavailable(message.clone()))),
+                    Done::Lookup(reply, _) => Done::Lookup(reply, Err(StoreError::Unavailable(message.clone()))),
+                })
+                .chain(fail_all(jobs.collect(), &message))
+                .collect()
+        }
     }
 }
 
@@ -123,6 +217,7 @@ fn fail_all(group: Vec<Job>, message: &str) -> Vec<Done> {
         .map(|job| match job {
             Job::Transact { reply, .. } => Done::Transact(reply, Err(StoreError::Unavailable(message.to_owned()))),
             Job::Append { reply, .. } => Done::Append(reply, Err(StoreError::Unavailable(message.to_owned()))),
+            Job::Lookup { reply, .. } => Done::Lookup(reply, Err(StoreError::Unavailable(message.to_owned()))),
         })
         .collect()
 }
@@ -205,25 +300,27 @@ impl Overlay {
 }
 
 /// Checks an append (duplicates, then conditions) and computes its merged states, reading only.
-fn prepare_append(conn: &Connection, batch: EventBatch, overlay: &Overlay) -> StoreResult<Prepared> {
+fn prepare_append(conn: &Connection, dedupe: &Dedupe, batch: EventBatch, overlay: &Overlay) -> StoreResult<Prepared> {
     let mut duplicates = Vec::new();
     let mut seen = HashSet::with_capacity(batch.events.len());
     {
-        // CROSS JOIN pins the join order: probe the hash first, then the one event row it names.
-        // Left to itself the planner may scan the subscription's events instead, O(events).
         let mut stored = conn
-            .prepare_cached(
-                "SELECT 1 FROM event_keys k CROSS JOIN events e ON e.seq = k.seq
-                 WHERE k.hash = ?1 AND e.org = ?2 AND e.sub = ?3 AND e.tx = ?4 LIMIT 1",
-            )
+            .prepare_cached("SELECT 1 FROM events WHERE seq = ?1 AND org = ?2 AND sub = ?3 AND tx = ?4")
             .map_err(backend)?;
         for (index, event) in batch.events.iter().enumerate() {
             let key = (&event.organization_id, &event.external_subscription_id, &event.transaction_id);
-            let hash = event_hash(&event.organization_id, &event.transaction_id);
-            let known = !seen.insert(key)
-                || stored
-                    .exists(params![hash, event.organization_id, event.external_subscription_id, event.transaction_id])
-                    .map_err(backend)?;
+            let mut known = !seen.insert(key);
+            if !known {
+                // A hash match is confirmed against the event row itself.
+                for seq in dedupe.candidates(conn, event_hash(&event.organization_id, &event.transaction_id))? {
+                    let params =
+                        params![seq, event.organization_id, event.external_subscription_id, event.transaction_id];
+                    if stored.exists(params).map_err(backend)? {
+                        known = true;
+                        break;
+                    }
+                }
+            }
             if known {
                 duplicates.push(index);
             }
@@ -254,15 +351,18 @@ fn prepare_append(conn: &Connection, batch: EventBatch, overlay: &Overlay) -> St
     Ok(Prepared::Ready(AppendPlan { events: batch.events, writes: batch.writes, states }))
 }
 
-fn apply_append(conn: &Connection, plan: AppendPlan, overlay: &mut Overlay) -> StoreResult<()> {
+fn apply_append(conn: &Connection, dedupe: &mut Dedupe, plan: AppendPlan, overlay: &mut Overlay) -> StoreResult<()> {
     apply_writes(conn, &plan.writes)?;
     let mut insert_event = conn
-        .prepare_cached("INSERT INTO events (org, sub, tx, code, ts_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .prepare_cached(
+            "INSERT INTO events (hash, org, sub, tx, code, ts_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
         .map_err(backend)?;
-    let mut insert_key = conn.prepare_cached("INSERT INTO event_keys (hash, seq) VALUES (?1, ?2)").map_err(backend)?;
     for event in &plan.events {
+        let hash = event_hash(&event.organization_id, &event.transaction_id);
         let seq = insert_event
             .insert(params![
+                hash,
                 event.organization_id,
                 event.external_subscription_id,
                 event.transaction_id,
@@ -271,7 +371,7 @@ fn apply_append(conn: &Connection, plan: AppendPlan, overlay: &mut Overlay) -> S
                 event.body
             ])
             .map_err(backend)?;
-        insert_key.execute(params![event_hash(&event.organization_id, &event.transaction_id), seq]).map_err(backend)?;
+        dedupe.record(hash, seq);
     }
     overlay.0.extend(plan.states);
     Ok(())
