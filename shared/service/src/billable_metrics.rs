@@ -123,7 +123,7 @@ pub async fn update(tally: &Tally, org: &Org, code: &str, input: MetricInput) ->
         record.code = new_code;
     }
     let record = validated(record)?;
-    let mut writes = Vec::new();
+    let mut writes = vec![crate::bump_catalog_epoch(&org.id)];
     if record.code != code {
         writes.push(tally_store::Write::Delete {
             key: keys::metric(&org.id, code),
@@ -135,15 +135,13 @@ pub async fn update(tally: &Tally, org: &Org, code: &str, input: MetricInput) ->
     }
     match tally.store.transact(writes).await {
         Ok(()) => {}
-        Err(StoreError::ConditionFailed { index: 1 }) => {
+        Err(StoreError::ConditionFailed { index: 2 }) => {
             return Err(ServiceError::invalid("code", "value_already_exist"))
         }
         Err(e) => return Err(e.into()),
     }
-    // Plans compile the metric in: drop cached copies so ingestion picks the change up.
-    for (plan, _) in plans_using(tally, org, &record.code).await? {
-        tally.cache.forget_plan(&org.id, &plan.code);
-    }
+    // Plans compile the metric in: the epoch bump makes ingestion read them again.
+    tally.cache.forget(&org.id);
     Ok(record)
 }
 
@@ -154,6 +152,9 @@ pub async fn delete(tally: &Tally, org: &Org, code: &str) -> ServiceResult<Billa
         tally.load::<BillableMetricRecord>(&key).await?.ok_or(ServiceError::NotFound("billable_metric"))?;
     let mut writes = vec![tally_store::Write::Delete { key, condition: Condition::Version(version) }];
     let plans = plans_using(tally, org, code).await?;
+    if !plans.is_empty() {
+        writes.push(crate::bump_catalog_epoch(&org.id));
+    }
     for (mut plan, plan_version) in plans.clone() {
         plan.charges.retain(|c| c.billable_metric_code != code);
         writes.push(put(keys::plan(&org.id, &plan.code), &plan, Condition::Version(plan_version))?);
@@ -161,9 +162,7 @@ pub async fn delete(tally: &Tally, org: &Org, code: &str) -> ServiceResult<Billa
     for chunk in writes.chunks(tally_store::MAX_TRANSACTION_WRITES) {
         tally.store.transact(chunk.to_vec()).await?;
     }
-    for (plan, _) in plans {
-        tally.cache.forget_plan(&org.id, &plan.code);
-    }
+    tally.cache.forget(&org.id);
     Ok(record)
 }
 

@@ -1,9 +1,12 @@
-//! In-memory copies of what ingestion reads for every event: compiled plans and subscription
-//! histories, each with the store version it was read at.
+//! In-memory copies of what ingestion reads for every event: subscription histories and
+//! compiled plans, each tagged with the *catalog epoch* it was read under.
 //!
-//! Never trusted blindly: ingestion guards its writes with a check that each item is still at
-//! the cached version, so an item changed by another process (or another request) fails the
-//! write, the entry is dropped, and the batch is attributed again from fresh reads.
+//! The epoch is one item per organization whose version every change to subscriptions, plans
+//! or metrics bumps, in the same transaction as the change. Ingestion guards its write with a
+//! single check that the epoch is unchanged, and only uses cached entries read under the epoch
+//! it guards with. So a change made anywhere (another request, `tally bill` in another process)
+//! fails the write instead of letting a stale copy attribute an event; the batch is then
+//! attributed again from fresh reads. One guard per batch, whatever the number of subscriptions.
 
 use crate::records::{CompiledPlan, SubscriptionHistory};
 use std::collections::HashMap;
@@ -14,13 +17,14 @@ const MAX_ENTRIES: usize = 100_000;
 
 type OrgKey = (String, String);
 
-/// A subscription history and its version (`None`: known to be absent).
-type CachedHistory = (Arc<SubscriptionHistory>, Option<u64>);
+/// A catalog epoch: the epoch item's version, `None` while it was never written.
+pub(crate) type Epoch = Option<u64>;
 
 #[derive(Default)]
 pub(crate) struct CatalogCache {
-    plans: Mutex<HashMap<OrgKey, (Arc<CompiledPlan>, u64)>>,
-    subscriptions: Mutex<HashMap<OrgKey, CachedHistory>>,
+    epochs: Mutex<HashMap<String, Epoch>>,
+    plans: Mutex<HashMap<OrgKey, (Arc<CompiledPlan>, Epoch)>>,
+    subscriptions: Mutex<HashMap<OrgKey, (Arc<SubscriptionHistory>, Epoch)>>,
 }
 
 fn bounded_insert<V>(map: &mut HashMap<OrgKey, V>, key: OrgKey, value: V) {
@@ -31,24 +35,45 @@ fn bounded_insert<V>(map: &mut HashMap<OrgKey, V>, key: OrgKey, value: V) {
 }
 
 impl CatalogCache {
-    pub(crate) fn plan(&self, org: &str, code: &str) -> Option<(Arc<CompiledPlan>, u64)> {
-        self.plans.lock().ok()?.get(&(org.to_owned(), code.to_owned())).cloned()
+    pub(crate) fn epoch(&self, org: &str) -> Option<Epoch> {
+        self.epochs.lock().ok()?.get(org).copied()
     }
 
-    pub(crate) fn put_plan(&self, org: &str, code: &str, plan: Arc<CompiledPlan>, version: u64) {
-        if let Ok(mut plans) = self.plans.lock() {
-            bounded_insert(&mut plans, (org.to_owned(), code.to_owned()), (plan, version));
+    pub(crate) fn set_epoch(&self, org: &str, epoch: Epoch) {
+        if let Ok(mut epochs) = self.epochs.lock() {
+            epochs.insert(org.to_owned(), epoch);
         }
     }
 
-    pub(crate) fn forget_plan(&self, org: &str, code: &str) {
+    /// Drops everything known about an organization (its catalog changed).
+    pub(crate) fn forget(&self, org: &str) {
+        if let Ok(mut epochs) = self.epochs.lock() {
+            epochs.remove(org);
+        }
         if let Ok(mut plans) = self.plans.lock() {
-            plans.remove(&(org.to_owned(), code.to_owned()));
+            plans.retain(|(o, _), _| o != org);
+        }
+        if let Ok(mut subs) = self.subscriptions.lock() {
+            subs.retain(|(o, _), _| o != org);
         }
     }
 
-    pub(crate) fn subscription(&self, org: &str, external_id: &str) -> Option<CachedHistory> {
-        self.subscriptions.lock().ok()?.get(&(org.to_owned(), external_id.to_owned())).cloned()
+    pub(crate) fn plan(&self, org: &str, code: &str, epoch: Epoch) -> Option<Arc<CompiledPlan>> {
+        let plans = self.plans.lock().ok()?;
+        let (plan, tag) = plans.get(&(org.to_owned(), code.to_owned()))?;
+        (*tag == epoch).then(|| plan.clone())
+    }
+
+    pub(crate) fn put_plan(&self, org: &str, code: &str, plan: Arc<CompiledPlan>, epoch: Epoch) {
+        if let Ok(mut plans) = self.plans.lock() {
+            bounded_insert(&mut plans, (org.to_owned(), code.to_owned()), (plan, epoch));
+        }
+    }
+
+    pub(crate) fn subscription(&self, org: &str, external_id: &str, epoch: Epoch) -> Option<Arc<SubscriptionHistory>> {
+        let subs = self.subscriptions.lock().ok()?;
+        let (history, tag) = subs.get(&(org.to_owned(), external_id.to_owned()))?;
+        (*tag == epoch).then(|| history.clone())
     }
 
     pub(crate) fn put_subscription(
@@ -56,16 +81,10 @@ impl CatalogCache {
         org: &str,
         external_id: &str,
         history: Arc<SubscriptionHistory>,
-        version: Option<u64>,
+        epoch: Epoch,
     ) {
         if let Ok(mut subs) = self.subscriptions.lock() {
-            bounded_insert(&mut subs, (org.to_owned(), external_id.to_owned()), (history, version));
-        }
-    }
-
-    pub(crate) fn forget_subscription(&self, org: &str, external_id: &str) {
-        if let Ok(mut subs) = self.subscriptions.lock() {
-            subs.remove(&(org.to_owned(), external_id.to_owned()));
+            bounded_insert(&mut subs, (org.to_owned(), external_id.to_owned()), (history, epoch));
         }
     }
 }

@@ -8,6 +8,7 @@
 //! and plan items it was attributed with, so a concurrent catalog change can never leave an
 //! event parked or metered twice: the batch fails, and is attributed again.
 
+use crate::catalog_cache::Epoch;
 use crate::metering::{Deltas, EventRecord, Unmetered};
 use crate::records::{CompiledPlan, SubscriptionHistory};
 use crate::{keys, new_id, put, unchanged, Org, PageRequest, Paged, ServiceError, ServiceResult, Tally};
@@ -127,68 +128,54 @@ fn validate(input: &EventInput, now: DateTime<Utc>) -> Result<EventRecord, Valid
     }
 }
 
-/// What ingestion reads to attribute a batch, with the versions to guard the write with.
-#[derive(Default)]
+/// What ingestion reads to attribute a batch, all under one catalog epoch that guards the write.
 struct Reads {
-    subscriptions: HashMap<String, (Arc<SubscriptionHistory>, Option<u64>)>,
-    plans: HashMap<String, Option<(Arc<CompiledPlan>, u64)>>,
+    epoch: Epoch,
+    subscriptions: HashMap<String, Arc<SubscriptionHistory>>,
+    plans: HashMap<String, Option<Arc<CompiledPlan>>>,
 }
 
 impl Reads {
+    /// Reads start with the epoch, so nothing read after it can be older than it.
+    async fn start(tally: &Tally, org: &Org) -> ServiceResult<Self> {
+        let epoch = crate::plans::current_epoch(tally, org).await?;
+        Ok(Self { epoch, subscriptions: HashMap::new(), plans: HashMap::new() })
+    }
+
     async fn subscription(
         &mut self,
         tally: &Tally,
         org: &Org,
         external_id: &str,
     ) -> ServiceResult<Arc<SubscriptionHistory>> {
-        if let Some((history, _)) = self.subscriptions.get(external_id) {
+        if let Some(history) = self.subscriptions.get(external_id) {
             return Ok(history.clone());
         }
-        let entry = match tally.cache.subscription(&org.id, external_id) {
+        let history = match tally.cache.subscription(&org.id, external_id, self.epoch) {
             Some(hit) => hit,
             None => {
                 let loaded = tally.load::<SubscriptionHistory>(&keys::subscription(&org.id, external_id)).await?;
-                let (history, version) = match loaded {
-                    Some((h, v)) => (Arc::new(h), Some(v)),
-                    None => (Arc::new(SubscriptionHistory::default()), None),
-                };
-                tally.cache.put_subscription(&org.id, external_id, history.clone(), version);
-                (history, version)
+                let history = Arc::new(loaded.map(|(h, _)| h).unwrap_or_default());
+                tally.cache.put_subscription(&org.id, external_id, history.clone(), self.epoch);
+                history
             }
         };
-        self.subscriptions.insert(external_id.to_owned(), entry.clone());
-        Ok(entry.0)
+        self.subscriptions.insert(external_id.to_owned(), history.clone());
+        Ok(history)
     }
 
     async fn plan(&mut self, tally: &Tally, org: &Org, code: &str) -> ServiceResult<Option<Arc<CompiledPlan>>> {
         if let Some(entry) = self.plans.get(code) {
-            return Ok(entry.as_ref().map(|(p, _)| p.clone()));
+            return Ok(entry.clone());
         }
-        let entry = crate::plans::compiled(tally, org, code).await?;
+        let entry = crate::plans::compiled_at(tally, org, code, self.epoch).await?;
         self.plans.insert(code.to_owned(), entry.clone());
-        Ok(entry.map(|(p, _)| p))
+        Ok(entry)
     }
 
-    /// Checks that everything read is unchanged when the batch commits.
-    fn guards(&self, org: &Org) -> Vec<Write> {
-        let subs = self.subscriptions.iter().map(|(external_id, (_, version))| Write::Check {
-            key: keys::subscription(&org.id, external_id),
-            condition: unchanged(*version),
-        });
-        let plans = self.plans.iter().map(|(code, entry)| Write::Check {
-            key: keys::plan(&org.id, code),
-            condition: unchanged(entry.as_ref().map(|(_, v)| *v)),
-        });
-        subs.chain(plans).collect()
-    }
-
-    fn forget(&self, tally: &Tally, org: &Org) {
-        for external_id in self.subscriptions.keys() {
-            tally.cache.forget_subscription(&org.id, external_id);
-        }
-        for code in self.plans.keys() {
-            tally.cache.forget_plan(&org.id, code);
-        }
+    /// The one check the batch commits under: the catalog is as it was read.
+    fn guard(&self, org: &Org) -> Write {
+        Write::Check { key: keys::catalog_epoch(&org.id), condition: unchanged(self.epoch) }
     }
 }
 
@@ -239,7 +226,7 @@ pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceR
         return Err(ServiceError::BatchValidation(invalid));
     }
     for _ in 0..ATTEMPTS {
-        let mut reads = Reads::default();
+        let mut reads = Reads::start(tally, org).await?;
         let mut deltas = Deltas::default();
         let mut writes = Vec::new();
         for (index, event) in records.iter_mut().enumerate() {
@@ -258,7 +245,7 @@ pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceR
         if !invalid.is_empty() {
             return Err(ServiceError::BatchValidation(invalid));
         }
-        let mut guards = reads.guards(org);
+        let mut guards = vec![reads.guard(org)];
         guards.extend(writes);
         let logged = records.iter().map(|e| e.to_logged(&org.id)).collect::<ServiceResult<Vec<_>>>()?;
         let batch = EventBatch { events: logged, usage: deltas.into_merges(), writes: guards };
@@ -271,7 +258,8 @@ pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceR
                     .collect();
                 return Err(ServiceError::BatchValidation(errors));
             }
-            Err(StoreError::ConditionFailed { .. }) => reads.forget(tally, org),
+            // The catalog changed since it was read: read it again.
+            Err(StoreError::ConditionFailed { .. }) => tally.cache.forget(&org.id),
             Err(e) => return Err(e.into()),
         }
     }
@@ -292,8 +280,7 @@ pub async fn attribute_pending(tally: &Tally, org: &Org, external_subscription_i
         if page.items.is_empty() {
             return Ok(metered_total);
         }
-        tally.cache.forget_subscription(&org.id, external_subscription_id);
-        let mut reads = Reads::default();
+        let mut reads = Reads::start(tally, org).await?;
         let mut deltas = Deltas::default();
         let mut removals = Vec::new();
         for item in &page.items {
@@ -304,14 +291,14 @@ pub async fn attribute_pending(tally: &Tally, org: &Org, external_subscription_i
         }
         let metered = removals.len();
         if metered > 0 {
-            let mut writes = reads.guards(org);
+            let mut writes = vec![reads.guard(org)];
             writes.extend(removals);
             let batch = EventBatch { events: vec![], usage: deltas.into_merges(), writes };
             match tally.store.append_events(batch).await {
                 Ok(_) => metered_total += metered,
                 Err(StoreError::ConditionFailed { .. }) if stale < ATTEMPTS => {
                     // Changed meanwhile (or metered by a concurrent run): read this page again.
-                    reads.forget(tally, org);
+                    tally.cache.forget(&org.id);
                     stale += 1;
                     continue;
                 }

@@ -53,7 +53,7 @@ async fn recompute(tally: &Tally, org: &Org, lago_id: &str, finalize: bool) -> S
             .find(|s| s.lago_id == invoice.subscription.lago_id)
             .cloned()
             .ok_or(ServiceError::NotFound("subscription"))?;
-        let (plan, _) =
+        let plan =
             crate::plans::compiled(tally, org, &subscription.plan_code).await?.ok_or(ServiceError::NotFound("plan"))?;
         let customer_key = keys::customer(&org.id, &invoice.external_customer_id);
         let (mut customer, customer_version) =

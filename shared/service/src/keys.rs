@@ -3,6 +3,7 @@
 //! | item | pk | sk |
 //! |---|---|---|
 //! | organization | `{org}` | `organization` |
+//! | catalog epoch (bumped by every subscription, plan or metric change) | `{org}` | `catalog_epoch` |
 //! | API key index (global) | `apikey` | SHA-256 of the key, hex |
 //! | billable metric | `{org}#metric` | code |
 //! | plan (with charges) | `{org}#plan` | code |
@@ -21,6 +22,10 @@ use tally_store::Key;
 
 pub fn organization(org: &str) -> Key {
     Key::new(org, "organization")
+}
+
+pub fn catalog_epoch(org: &str) -> Key {
+    Key::new(org, "catalog_epoch")
 }
 
 pub fn api_key(key_hash: &str) -> Key {

@@ -89,6 +89,12 @@ pub(crate) fn unchanged(version: Option<u64>) -> Condition {
     version.map_or(Condition::Absent, Condition::Version)
 }
 
+/// The write that bumps the organization's catalog epoch: part of every transaction that
+/// changes subscriptions, plans or metrics, so ingestion never attributes with stale copies.
+pub(crate) fn bump_catalog_epoch(org: &str) -> Write {
+    Write::Put { key: keys::catalog_epoch(org), value: b"{}".to_vec(), condition: Condition::None }
+}
+
 /// A new time-ordered id (UUIDv7), as Lago's `lago_id`.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()

@@ -84,7 +84,7 @@ async fn bill_due_periods(
     subscription: &SubscriptionRecord,
     now: DateTime<Utc>,
 ) -> ServiceResult<usize> {
-    let Some((plan, _)) = crate::plans::compiled(tally, org, &subscription.plan_code).await? else {
+    let Some(plan) = crate::plans::compiled(tally, org, &subscription.plan_code).await? else {
         tracing::warn!(subscription = %subscription.external_id, "plan {} is gone; not billing", subscription.plan_code);
         return Ok(0);
     };
@@ -113,7 +113,7 @@ async fn bill_due_periods(
 
 /// The invoice of an in-advance plan's first period, issued when the subscription starts.
 pub(crate) async fn bill_start(tally: &Tally, org: &Org, subscription: &SubscriptionRecord) -> ServiceResult<()> {
-    let Some((plan, _)) = crate::plans::compiled(tally, org, &subscription.plan_code).await? else { return Ok(()) };
+    let Some(plan) = crate::plans::compiled(tally, org, &subscription.plan_code).await? else { return Ok(()) };
     if plan.plan.pay_in_advance {
         issue(tally, org, subscription, &plan, START).await?;
     }
@@ -122,7 +122,7 @@ pub(crate) async fn bill_start(tally: &Tally, org: &Org, subscription: &Subscrip
 
 /// The final invoice of a terminated subscription: the period it ended in.
 pub(crate) async fn bill_termination(tally: &Tally, org: &Org, subscription: &SubscriptionRecord) -> ServiceResult<()> {
-    let (Some(terminated_at), Some((plan, _))) =
+    let (Some(terminated_at), Some(plan)) =
         (subscription.terminated_at, crate::plans::compiled(tally, org, &subscription.plan_code).await?)
     else {
         return Ok(());

@@ -297,8 +297,11 @@ pub async fn update(tally: &Tally, org: &Org, code: &str, mut input: PlanInput) 
     }
     input.code = None;
     let plan = build(tally, org, input, Some(current)).await?;
-    tally.store.transact(vec![put(key, &plan, Condition::Version(version))?]).await?;
-    tally.cache.forget_plan(&org.id, code);
+    tally
+        .store
+        .transact(vec![put(key, &plan, Condition::Version(version))?, crate::bump_catalog_epoch(&org.id)])
+        .await?;
+    tally.cache.forget(&org.id);
     for external_id in subscribed {
         crate::events::attribute_pending(tally, org, &external_id).await?;
     }
@@ -313,21 +316,48 @@ pub async fn delete(tally: &Tally, org: &Org, code: &str) -> ServiceResult<PlanR
     if histories.iter().any(|(h, _)| h.current().is_some_and(|s| s.plan_code == code)) {
         return Err(ServiceError::NotAllowed("plan_has_active_subscriptions"));
     }
-    tally.store.transact(vec![Write::Delete { key, condition: Condition::Version(version) }]).await?;
-    tally.cache.forget_plan(&org.id, code);
+    tally
+        .store
+        .transact(vec![
+            Write::Delete { key, condition: Condition::Version(version) },
+            crate::bump_catalog_epoch(&org.id),
+        ])
+        .await?;
+    tally.cache.forget(&org.id);
     Ok(plan)
 }
 
-/// The compiled plan and its version, from the cache when it is current.
-pub(crate) async fn compiled(tally: &Tally, org: &Org, code: &str) -> ServiceResult<Option<(Arc<CompiledPlan>, u64)>> {
-    if let Some(hit) = tally.cache.plan(&org.id, code) {
+/// The organization's catalog epoch, from the cache or the store.
+pub(crate) async fn current_epoch(tally: &Tally, org: &Org) -> ServiceResult<crate::catalog_cache::Epoch> {
+    if let Some(epoch) = tally.cache.epoch(&org.id) {
+        return Ok(epoch);
+    }
+    let epoch = tally.store.get(&keys::catalog_epoch(&org.id)).await?.map(|item| item.version);
+    tally.cache.set_epoch(&org.id, epoch);
+    Ok(epoch)
+}
+
+/// The compiled plan, from the cache when it was read under the current catalog epoch.
+pub(crate) async fn compiled(tally: &Tally, org: &Org, code: &str) -> ServiceResult<Option<Arc<CompiledPlan>>> {
+    let epoch = current_epoch(tally, org).await?;
+    compiled_at(tally, org, code, epoch).await
+}
+
+/// The compiled plan as of `epoch` (read after the epoch, so never older than it).
+pub(crate) async fn compiled_at(
+    tally: &Tally,
+    org: &Org,
+    code: &str,
+    epoch: crate::catalog_cache::Epoch,
+) -> ServiceResult<Option<Arc<CompiledPlan>>> {
+    if let Some(hit) = tally.cache.plan(&org.id, code, epoch) {
         return Ok(Some(hit));
     }
-    let Some((record, version)) = tally.load::<PlanRecord>(&keys::plan(&org.id, code)).await? else {
+    let Some((record, _)) = tally.load::<PlanRecord>(&keys::plan(&org.id, code)).await? else {
         return Ok(None);
     };
     let metrics = metrics_by_code(tally, org).await?;
     let compiled = Arc::new(record.compile(&metrics)?);
-    tally.cache.put_plan(&org.id, code, compiled.clone(), version);
-    Ok(Some((compiled, version)))
+    tally.cache.put_plan(&org.id, code, compiled.clone(), epoch);
+    Ok(Some(compiled))
 }

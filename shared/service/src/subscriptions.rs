@@ -80,7 +80,7 @@ pub async fn create(tally: &Tally, org: &Org, input: SubscriptionInput) -> Servi
         return Err(errors.into());
     };
     errors.into_result(())?;
-    let (plan, _) = crate::plans::compiled(tally, org, &plan_code).await?.ok_or(ServiceError::NotFound("plan"))?;
+    let plan = crate::plans::compiled(tally, org, &plan_code).await?.ok_or(ServiceError::NotFound("plan"))?;
     let customer = crate::customers::find_or_create(tally, org, &customer_id).await?;
     let timezone = crate::customers::applicable_timezone(&customer, org);
 
@@ -124,7 +124,7 @@ pub async fn create(tally: &Tally, org: &Org, input: SubscriptionInput) -> Servi
                 Change::Created(updated)
             }
             Some(current) => {
-                let (old_plan, _) = crate::plans::compiled(tally, org, &current.plan_code)
+                let old_plan = crate::plans::compiled(tally, org, &current.plan_code)
                     .await?
                     .ok_or(ServiceError::NotFound("plan"))?;
                 let old_yearly = yearly_amount_cents(old_plan.plan.interval, old_plan.plan.amount_cents);
@@ -160,12 +160,16 @@ pub async fn create(tally: &Tally, org: &Org, input: SubscriptionInput) -> Servi
         if let Change::Unchanged(current) = change {
             return Ok(current);
         }
-        match tally.store.transact(vec![put(key, &history, unchanged(version))?]).await {
+        match tally
+            .store
+            .transact(vec![put(key, &history, unchanged(version))?, crate::bump_catalog_epoch(&org.id)])
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::ConditionFailed { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
-        tally.cache.forget_subscription(&org.id, &external_id);
+        tally.cache.forget(&org.id);
         return after_change(tally, org, change).await;
     }
     Err(ServiceError::Unavailable("subscription kept changing; retry".into()))
@@ -220,11 +224,17 @@ pub(crate) async fn activate(tally: &Tally, org: &Org, external_id: &str, lago_i
         }
     }
     let active = history.versions.iter().find(|s| s.lago_id == lago_id).cloned();
-    match tally.store.transact(vec![put(key, &history, unchanged(Some(version)))?]).await {
-        Ok(()) | Err(StoreError::ConditionFailed { .. }) => {}
+    match tally
+        .store
+        .transact(vec![put(key, &history, unchanged(Some(version)))?, crate::bump_catalog_epoch(&org.id)])
+        .await
+    {
+        Ok(()) => {}
+        // Changed meanwhile (another closer activated it): the next run looks again.
+        Err(StoreError::ConditionFailed { .. }) => return Ok(()),
         Err(e) => return Err(e.into()),
     }
-    tally.cache.forget_subscription(&org.id, external_id);
+    tally.cache.forget(&org.id);
     if let Some(old) = ended {
         crate::period_close::bill_termination(tally, org, &old).await?;
     }
@@ -263,12 +273,16 @@ pub async fn terminate(
             ended.terminated_at = Some(now);
         }
         replace(&mut history, ended.clone());
-        match tally.store.transact(vec![put(key, &history, unchanged(Some(version)))?]).await {
+        match tally
+            .store
+            .transact(vec![put(key, &history, unchanged(Some(version)))?, crate::bump_catalog_epoch(&org.id)])
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::ConditionFailed { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
-        tally.cache.forget_subscription(&org.id, external_id);
+        tally.cache.forget(&org.id);
         if ended.status == SubscriptionStatus::Terminated {
             crate::period_close::bill_termination(tally, org, &ended).await?;
         }
@@ -312,8 +326,11 @@ pub async fn update(
     }
     errors.into_result(())?;
     replace(&mut history, current.clone());
-    tally.store.transact(vec![put(key, &history, unchanged(Some(version)))?]).await?;
-    tally.cache.forget_subscription(&org.id, external_id);
+    tally
+        .store
+        .transact(vec![put(key, &history, unchanged(Some(version)))?, crate::bump_catalog_epoch(&org.id)])
+        .await?;
+    tally.cache.forget(&org.id);
     Ok(current)
 }
 

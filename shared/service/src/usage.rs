@@ -269,7 +269,7 @@ pub async fn current_usage(
 ) -> ServiceResult<CustomerUsage> {
     let (customer, subscription) =
         customer_subscription(tally, org, external_customer_id, external_subscription_id).await?;
-    let (plan, _) =
+    let plan =
         crate::plans::compiled(tally, org, &subscription.plan_code).await?.ok_or(ServiceError::NotFound("plan"))?;
     let now = tally.now();
     let at = subscription.terminated_at.map_or(now, |t| t.min(now));

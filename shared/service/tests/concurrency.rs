@@ -126,3 +126,19 @@ async fn events_racing_the_subscription_creation_count_exactly_once() {
     assert_eq!(usage.charges[0].events_count, 200);
     assert_eq!(usage.amount_cents, 200 * 100); // 200 calls × 1.00
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_change_made_by_another_process_reaches_ingestion() {
+    // Two tallies on one store, each with its own caches, like `tally serve` and `tally bill`.
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, org) = setup(dir.path(), "2024-04-05T00:00:00Z").await;
+    let other = Tally::new(server.store.clone(), Arc::new(FixedClock::new(at("2024-04-05T00:00:00Z"))));
+    // The server learns (and caches) that "elsewhere" has no subscription: the event is parked.
+    events::ingest(&server, &org, &[call("e-1", "elsewhere")]).await.expect("ingest");
+    // The other process creates it; its sweep meters the parked event.
+    subscriptions::create(&other, &org, subscription("elsewhere")).await.expect("subscription");
+    // The server's cached "no subscription" must not park this one: it is metered directly.
+    events::ingest(&server, &org, &[call("e-2", "elsewhere")]).await.expect("ingest");
+    let usage = usage::current_usage(&server, &org, "cust-elsewhere", "elsewhere", false).await.expect("usage");
+    assert_eq!(usage.charges[0].events_count, 2);
+}
