@@ -47,6 +47,11 @@ enum Command {
 
 const ORGANIZATION_NAME: &str = "tally";
 
+// The API allocates many small JSON values per event; glibc's allocator spent a fifth of the
+// ingest CPU on them, mimalloc far less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

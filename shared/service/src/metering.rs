@@ -221,18 +221,64 @@ impl Deltas {
                     let merged = match current {
                         None => delta,
                         Some(bytes) => {
-                            let mut stored: StoredUsage = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                            let mut stored = StoredUsage::decode(bytes).map_err(|e| e.to_string())?;
                             stored.usage.merge(&properties, &delta.usage).map_err(|e| e.to_string())?;
                             stored
                         }
                     };
-                    serde_json::to_vec(&merged).map_err(|e| e.to_string())
+                    merged.encode().map_err(|e| e.to_string())
                 }),
             })
             .collect()
     }
 }
 
+impl StoredUsage {
+    /// Usage states are merged on every ingest: they are stored in a compact binary form
+    /// (postcard), not JSON, to keep that merge cheap.
+    pub fn encode(&self) -> Result<Vec<u8>, ServiceError> {
+        postcard::to_allocvec(self).map_err(|e| ServiceError::Internal(format!("encode usage: {e}")))
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, ServiceError> {
+        postcard::from_bytes(bytes).map_err(|e| ServiceError::Internal(format!("decode usage: {e}")))
+    }
+}
+
 pub(crate) fn decode_usage(bytes: &[u8]) -> Result<StoredUsage, ServiceError> {
-    crate::records::decode(bytes)
+    StoredUsage::decode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+    use tally_domain::aggregation::{Measurement, Operation};
+    use tally_domain::catalog::{AggregationType, BillableMetric, PercentageProperties};
+
+    #[test]
+    fn every_kind_of_state_survives_the_binary_encoding() {
+        let window = Window { start_ms: 0, end_ms: 1_000_000 };
+        let percentage = PricingProperties::Percentage(PercentageProperties {
+            rate: dec!(1),
+            free_units_per_events: Some(1),
+            ..Default::default()
+        });
+        for aggregation in [
+            AggregationType::CountAgg,
+            AggregationType::SumAgg,
+            AggregationType::MaxAgg,
+            AggregationType::LatestAgg,
+            AggregationType::UniqueCountAgg,
+            AggregationType::WeightedSumAgg,
+        ] {
+            let metric = BillableMetric::simple("m", aggregation, Some("v"));
+            let mut usage = ChargeUsage::new(&metric, &percentage, window);
+            usage.fold(&percentage, &Measurement::value(5, dec!(2.5)));
+            usage.fold(&percentage, &Measurement::unique(6, "ann", Operation::Remove));
+            let stored = StoredUsage { filter_id: Some("f".into()), group: vec![None, Some("eu".into())], usage };
+            let bytes = stored.encode().expect("encode");
+            assert_eq!(StoredUsage::decode(&bytes).expect("decode"), stored, "{aggregation:?}");
+        }
+    }
 }

@@ -79,7 +79,7 @@ impl Window {
 /// of the same kind and window merge into the state of all their events: batches can be
 /// pre-aggregated, counters sharded and late events added in any order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum AggregationState {
     Count {
         events: u64,

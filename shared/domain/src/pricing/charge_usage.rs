@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChargeUsage {
     pub aggregation: AggregationState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Serialized always (no `skip_serializing_if`): states are also stored in binary formats
+    /// that need every field.
+    #[serde(default)]
     pub series: Option<PercentageSeries>,
     #[serde(default)]
     pub dynamic_amount_cents: Decimal,
