@@ -38,6 +38,37 @@ struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// Copies the write-ahead log into the database in the background, so the writer never stalls
+/// on a checkpoint inside a commit (the writer's automatic checkpoint is off).
+struct Checkpointer {
+    stop: mpsc::Sender<()>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+    fn start(path: &Path) -> StoreResult<Self> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("tally-sqlite-checkpoint".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Self::EVERY) {
+                    // PASSIVE: copies what it can without blocking the writer or readers.
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!("checkpoint failed: {e}");
+                    }
+                }
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .map_err(backend)?;
+        Ok(Self { stop, handle })
+    }
 }
 
 impl Drop for Inner {
@@ -48,6 +79,10 @@ impl Drop for Inner {
         }
         if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
             let _ = handle.join();
+        }
+        if let Some(checkpointer) = self.checkpointer.take() {
+            let _ = checkpointer.stop.send(());
+            let _ = checkpointer.handle.join();
         }
     }
 }
@@ -73,12 +108,14 @@ impl SqliteStore {
             .name("tally-sqlite-writer".into())
             .spawn(move || writer::run(conn, receiver, archive_at.max(1)))
             .map_err(backend)?;
+        let checkpointer = Checkpointer::start(&path)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 jobs: Mutex::new(Some(sender)),
                 readers: Mutex::new(Vec::new()),
                 writer: Mutex::new(Some(handle)),
+                checkpointer: Some(checkpointer),
             }),
         })
     }

@@ -46,7 +46,7 @@ pub(super) fn open_writer(path: &Path) -> StoreResult<Connection> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA cache_size = -65536;
-         PRAGMA wal_autocheckpoint = 10000;",
+         PRAGMA wal_autocheckpoint = 0;",
     )
     .and_then(|_| conn.execute_batch(SCHEMA))
     .and_then(|_| conn.busy_timeout(std::time::Duration::from_secs(30)))
