@@ -8,10 +8,12 @@
 //! - **archive**: the `event_keys` index on disk, appended in hash order every
 //!   [`ARCHIVE_AT`] events (by default), so each index page is written once per run, not once per event.
 //!
+//! A Bloom filter over the archived keys skips the on-disk probe for nearly every new event.
 //! A hash match is always confirmed against the event row, so a collision never refuses a
 //! genuine event.
 
 use super::backend;
+use super::bloom::Bloom;
 use crate::StoreResult;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -28,6 +30,9 @@ pub(super) struct Dedupe {
     archived_through: i64,
     recent_count: usize,
     archive_at: usize,
+    /// Every archived hash is in it (no false negatives).
+    archived: Bloom,
+    archived_count: usize,
 }
 
 impl Dedupe {
@@ -38,8 +43,19 @@ impl Dedupe {
             .optional()
             .map_err(backend)?
             .unwrap_or(0);
-        let mut dedupe =
-            Self { recent: HashMap::new(), recent_more: HashMap::new(), archived_through, recent_count: 0, archive_at };
+        let archived_count: i64 =
+            conn.query_row("SELECT COUNT(*) FROM event_keys", [], |row| row.get(0)).map_err(backend)?;
+        let archived_count = usize::try_from(archived_count).unwrap_or(0);
+        let mut dedupe = Self {
+            recent: HashMap::new(),
+            recent_more: HashMap::new(),
+            archived_through,
+            recent_count: 0,
+            archive_at,
+            archived: Bloom::with_capacity(0),
+            archived_count,
+        };
+        dedupe.rebuild_bloom(conn, archived_count + archive_at)?;
         let mut stmt = conn.prepare("SELECT hash, seq FROM events WHERE seq > ?1").map_err(backend)?;
         let rows = stmt.query_map(params![archived_through], |row| Ok((row.get(0)?, row.get(1)?))).map_err(backend)?;
         for row in rows {
@@ -64,12 +80,27 @@ impl Dedupe {
         if let Some(more) = self.recent_more.get(&hash) {
             seqs.extend(more);
         }
+        if !self.archived.may_contain(hash) {
+            return Ok(seqs);
+        }
         let mut stmt = conn.prepare_cached("SELECT seq FROM event_keys WHERE hash = ?1").map_err(backend)?;
         let archived = stmt.query_map(params![hash], |row| row.get::<_, i64>(0)).map_err(backend)?;
         for seq in archived {
             seqs.push(seq.map_err(backend)?);
         }
         Ok(seqs)
+    }
+
+    /// Rebuilds the filter from the on-disk index, sized for `capacity` keys.
+    fn rebuild_bloom(&mut self, conn: &Connection, capacity: usize) -> StoreResult<()> {
+        let mut bloom = Bloom::with_capacity(capacity);
+        let mut stmt = conn.prepare("SELECT hash FROM event_keys").map_err(backend)?;
+        let hashes = stmt.query_map([], |row| row.get::<_, i64>(0)).map_err(backend)?;
+        for hash in hashes {
+            bloom.insert(hash.map_err(backend)?);
+        }
+        self.archived = bloom;
+        Ok(())
     }
 
     pub(super) fn archive_at(&self) -> usize {
@@ -99,12 +130,22 @@ impl Dedupe {
         Ok(through)
     }
 
-    /// The archive run committed: the in-memory tier starts afresh.
-    pub(super) fn archived(&mut self, through: i64) {
+    /// The archive run committed: the archived keys join the filter (rebuilt larger when it is
+    /// full), and the in-memory tier starts afresh.
+    pub(super) fn archived(&mut self, conn: &Connection, through: i64) -> StoreResult<()> {
+        self.archived_count += self.recent_count;
+        if self.archived_count > self.archived.capacity() {
+            self.rebuild_bloom(conn, self.archived_count * 2)?;
+        } else {
+            for hash in self.recent.keys() {
+                self.archived.insert(*hash);
+            }
+        }
         self.recent.clear();
         self.recent_more.clear();
         self.recent.shrink_to(1024);
         self.archived_through = through;
         self.recent_count = 0;
+        Ok(())
     }
 }

@@ -11,6 +11,7 @@
 //! never refuse a genuine event (exact idempotency). The same index answers
 //! `GET /events/{transaction_id}`.
 
+mod bloom;
 mod dedupe;
 mod schema;
 mod writer;
@@ -151,6 +152,7 @@ impl SqliteStore {
                     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
                     let conn = Connection::open_with_flags(&inner.path, flags).map_err(backend)?;
                     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+                    conn.execute_batch("PRAGMA mmap_size = 4294967296;").map_err(backend)?;
                     conn
                 }
             };

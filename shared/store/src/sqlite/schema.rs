@@ -46,6 +46,7 @@ pub(super) fn open_writer(path: &Path) -> StoreResult<Connection> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA cache_size = -65536;
+         PRAGMA mmap_size = 4294967296;
          PRAGMA wal_autocheckpoint = 0;",
     )
     .and_then(|_| conn.execute_batch(SCHEMA))

@@ -189,7 +189,14 @@ fn commit_group(conn: &mut Connection, dedupe: &mut Dedupe, group: Vec<Job>) -> 
     match outcome {
         Ok(()) => {
             if let Some(through) = archived {
-                dedupe.archived(through);
+                if let Err(e) = dedupe.archived(conn, through) {
+                    // The filter must hold every archived key: rebuild everything from disk.
+                    tracing::error!("event index refresh failed ({e}); reloading it");
+                    match Dedupe::load(conn, dedupe.archive_at()) {
+                        Ok(fresh) => *dedupe = fresh,
+                        Err(e) => tracing::error!("cannot reload the event index: {e}"),
+                    }
+                }
             }
             done
         }
