@@ -7,19 +7,13 @@ const PROBES: u64 = 7;
 
 pub(super) struct Bloom {
     bits: Vec<u64>,
-    /// Keys it was sized for; past that its false-positive rate climbs and it is rebuilt.
-    capacity: usize,
 }
 
 impl Bloom {
+    /// A filter sized for `keys` keys (its false-positive rate climbs past that).
     pub(super) fn with_capacity(keys: usize) -> Self {
-        let capacity = keys.max(1024);
-        let words = (capacity * BITS_PER_KEY).div_ceil(64);
-        Self { bits: vec![0; words], capacity }
-    }
-
-    pub(super) fn capacity(&self) -> usize {
-        self.capacity
+        let words = (keys.max(1024) * BITS_PER_KEY).div_ceil(64);
+        Self { bits: vec![0; words] }
     }
 
     /// Probe positions by double hashing the two halves of the key.

@@ -25,12 +25,14 @@ CREATE TABLE IF NOT EXISTS events (
 -- No index by subscription: nothing hot reads the log by subscription (events waiting for a
 -- subscription are parked as items), and each index is one more write per event.
 
--- Dedupe and lookup by transaction id: 64-bit hash of (org, transaction_id) → event row,
--- for events up to `keys_archived_through` (newer ones are indexed in memory: see dedupe.rs).
+-- Dedupe and lookup by transaction id: 64-bit hash of (org, transaction_id) → event row, in
+-- immutable runs, for events up to `keys_archived_through` (newer ones are indexed in memory:
+-- see dedupe.rs).
 CREATE TABLE IF NOT EXISTS event_keys (
+    run  INTEGER NOT NULL,
     hash INTEGER NOT NULL,
     seq  INTEGER NOT NULL,
-    PRIMARY KEY (hash, seq)
+    PRIMARY KEY (run, hash, seq)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS meta (

@@ -188,15 +188,8 @@ fn commit_group(conn: &mut Connection, dedupe: &mut Dedupe, group: Vec<Job>) -> 
     tracing::trace!(commit_us = committing.elapsed().as_micros() as u64, archived = archived.is_some(), "commit");
     match outcome {
         Ok(()) => {
-            if let Some(through) = archived {
-                if let Err(e) = dedupe.archived(conn, through) {
-                    // The filter must hold every archived key: rebuild everything from disk.
-                    tracing::error!("event index refresh failed ({e}); reloading it");
-                    match Dedupe::load(conn, dedupe.archive_at()) {
-                        Ok(fresh) => *dedupe = fresh,
-                        Err(e) => tracing::error!("cannot reload the event index: {e}"),
-                    }
-                }
+            if let Some(run) = archived {
+                dedupe.archived(run);
             }
             done
         }
