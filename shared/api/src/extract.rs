@@ -60,3 +60,31 @@ impl Paging {
         PageRequest { page: self.page.unwrap_or(1).max(1), per_page: self.per_page.unwrap_or(100).clamp(1, 1000) }
     }
 }
+
+/// A query string as pairs, keeping repeated keys (`status[]=active&status[]=pending`), which
+/// typed query extractors drop.
+pub struct QueryPairs(Vec<(String, String)>);
+
+impl QueryPairs {
+    pub fn parse(query: Option<String>) -> Self {
+        Self(query.and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(&q).ok()).unwrap_or_default())
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    /// Every value of `key` (or of `key[]`).
+    pub fn all(&self, key: &str) -> Vec<String> {
+        let list = format!("{key}[]");
+        self.0.iter().filter(|(k, _)| k == key || *k == list).map(|(_, v)| v.clone()).collect()
+    }
+
+    pub fn paging(&self) -> Paging {
+        Paging {
+            page: self.get("page").and_then(|p| p.parse().ok()),
+            per_page: self.get("per_page").and_then(|p| p.parse().ok()),
+        }
+    }
+}

@@ -1,5 +1,5 @@
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{root, Auth, Paging};
+use crate::extract::{root, Auth, QueryPairs};
 use crate::{views, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -52,10 +52,6 @@ async fn batch(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiRe
     Ok(Json(json!({"events": events.iter().map(views::event).collect::<Vec<_>>()})))
 }
 
-fn first(pairs: &[(String, String)], key: &str) -> Option<String> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
-}
-
 fn time_ms(value: Option<String>) -> Option<i64> {
     let value = value?;
     chrono::DateTime::parse_from_rfc3339(&value)
@@ -65,17 +61,14 @@ fn time_ms(value: Option<String>) -> Option<i64> {
 }
 
 async fn index(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
-    let pairs = super::subscriptions::pairs(query);
+    let query = QueryPairs::parse(query);
     let filter = EventFilter {
-        external_subscription_id: first(&pairs, "external_subscription_id"),
-        code: first(&pairs, "code"),
-        timestamp_from_ms: time_ms(first(&pairs, "timestamp_from")),
-        timestamp_to_ms: time_ms(first(&pairs, "timestamp_to")),
+        external_subscription_id: query.get("external_subscription_id"),
+        code: query.get("code"),
+        timestamp_from_ms: time_ms(query.get("timestamp_from")),
+        timestamp_to_ms: time_ms(query.get("timestamp_to")),
     };
-    let paging = Paging {
-        page: first(&pairs, "page").and_then(|p| p.parse().ok()),
-        per_page: first(&pairs, "per_page").and_then(|p| p.parse().ok()),
-    };
+    let paging = query.paging();
     let page = events::list(&s.tally, &org, &filter, paging.request()).await?;
     Ok(Json(views::list("events", page, views::event)))
 }
@@ -86,7 +79,7 @@ async fn show(
     Path(transaction_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let subscription = first(&super::subscriptions::pairs(query), "external_subscription_id");
+    let subscription = QueryPairs::parse(query).get("external_subscription_id");
     let event = get_event(&s.tally, &org, &transaction_id, subscription.as_deref()).await?;
     Ok(Json(json!({"event": views::event(&event)})))
 }

@@ -1,5 +1,5 @@
 use crate::error::ApiResult;
-use crate::extract::{Auth, Paging};
+use crate::extract::{Auth, QueryPairs};
 use crate::{views, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, put};
@@ -42,28 +42,17 @@ pub fn routes() -> Router<AppState> {
         .route("/fees/{lago_id}", get(fee))
 }
 
-fn first(pairs: &[(String, String)], key: &str) -> Option<String> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
-}
-
-fn paging(pairs: &[(String, String)]) -> Paging {
-    Paging {
-        page: first(pairs, "page").and_then(|p| p.parse().ok()),
-        per_page: first(pairs, "per_page").and_then(|p| p.parse().ok()),
-    }
-}
-
 async fn index(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
-    let pairs = super::subscriptions::pairs(query);
+    let query = QueryPairs::parse(query);
     let filter = InvoiceFilter {
-        external_customer_id: first(&pairs, "external_customer_id"),
-        status: first(&pairs, "status"),
-        issuing_date_from: first(&pairs, "issuing_date_from").and_then(|d| d.parse().ok()),
-        issuing_date_to: first(&pairs, "issuing_date_to").and_then(|d| d.parse().ok()),
+        external_customer_id: query.get("external_customer_id"),
+        status: query.get("status"),
+        issuing_date_from: query.get("issuing_date_from").and_then(|d| d.parse().ok()),
+        issuing_date_to: query.get("issuing_date_to").and_then(|d| d.parse().ok()),
     };
     let all = invoices::list(&s.tally, &org, &filter).await?;
     let renderer = InvoiceRenderer::load(&s.tally, &org).await?;
-    Ok(Json(views::list("invoices", Paged::of(all, paging(&pairs).request()), |i| renderer.render(i, true))))
+    Ok(Json(views::list("invoices", Paged::of(all, query.paging().request()), |i| renderer.render(i, true))))
 }
 
 async fn show(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -85,14 +74,14 @@ async fn refresh(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<Stri
 }
 
 async fn fees(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
-    let pairs = super::subscriptions::pairs(query);
+    let query = QueryPairs::parse(query);
     let filter = FeeFilter {
-        external_customer_id: first(&pairs, "external_customer_id"),
-        external_subscription_id: first(&pairs, "external_subscription_id"),
-        fee_type: first(&pairs, "fee_type"),
+        external_customer_id: query.get("external_customer_id"),
+        external_subscription_id: query.get("external_subscription_id"),
+        fee_type: query.get("fee_type"),
     };
     let all = invoices::list_fees(&s.tally, &org, &filter).await?;
-    Ok(Json(views::list("fees", Paged::of(all, paging(&pairs).request()), |f| views::fee(&f.fee, &f.invoice))))
+    Ok(Json(views::list("fees", Paged::of(all, query.paging().request()), |f| views::fee(&f.fee, &f.invoice))))
 }
 
 async fn fee(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -1,5 +1,5 @@
 use crate::error::ApiResult;
-use crate::extract::{root, Auth, Paging};
+use crate::extract::{root, Auth, QueryPairs};
 use crate::{views, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -16,15 +16,6 @@ pub fn routes() -> Router<AppState> {
         .route("/subscriptions/{external_id}", get(show).put(update).delete(terminate))
 }
 
-/// Query pairs, keeping repeated keys (`status[]=active&status[]=pending`).
-pub(crate) fn pairs(query: Option<String>) -> Vec<(String, String)> {
-    query.and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(&q).ok()).unwrap_or_default()
-}
-
-fn first(pairs: &[(String, String)], key: &str) -> Option<String> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
-}
-
 async fn view(tally: &Tally, org: &Org, subscription: &SubscriptionRecord) -> ApiResult<Value> {
     let plan = plans::get(tally, org, &subscription.plan_code).await.ok();
     Ok(json!({"subscription": views::subscription(subscription, plan.as_ref())}))
@@ -36,16 +27,13 @@ async fn create(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiR
 }
 
 async fn index(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
-    let pairs = pairs(query);
+    let query = QueryPairs::parse(query);
     let filter = SubscriptionFilter {
-        external_customer_id: first(&pairs, "external_customer_id"),
-        plan_code: first(&pairs, "plan_code"),
-        statuses: pairs.iter().filter(|(k, _)| k == "status[]" || k == "status").map(|(_, v)| v.clone()).collect(),
+        external_customer_id: query.get("external_customer_id"),
+        plan_code: query.get("plan_code"),
+        statuses: query.all("status"),
     };
-    let paging = Paging {
-        page: first(&pairs, "page").and_then(|p| p.parse().ok()),
-        per_page: first(&pairs, "per_page").and_then(|p| p.parse().ok()),
-    };
+    let paging = query.paging();
     let all = subscriptions::list(&s.tally, &org, &filter).await?;
     let plans = plans::list(&s.tally, &org).await?;
     Ok(Json(views::list("subscriptions", Paged::of(all, paging.request()), |sub| {
@@ -59,7 +47,7 @@ async fn show(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let status = first(&pairs(query), "status");
+    let status = QueryPairs::parse(query).get("status");
     let subscription = subscriptions::get(&s.tally, &org, &id, status.as_deref()).await?;
     Ok(Json(view(&s.tally, &org, &subscription).await?))
 }
@@ -80,7 +68,7 @@ async fn terminate(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let status = first(&pairs(query), "status");
+    let status = QueryPairs::parse(query).get("status");
     let subscription = subscriptions::terminate(&s.tally, &org, &id, status.as_deref()).await?;
     Ok(Json(view(&s.tally, &org, &subscription).await?))
 }

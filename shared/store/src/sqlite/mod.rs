@@ -169,7 +169,7 @@ impl SqliteStore {
     }
 }
 
-fn logged_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoggedEvent> {
+pub(super) fn logged_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoggedEvent> {
     Ok(LoggedEvent {
         organization_id: row.get(0)?,
         external_subscription_id: row.get(1)?,

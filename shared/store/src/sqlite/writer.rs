@@ -1,8 +1,8 @@
 //! The writer thread: group commit of concurrent requests, each checked before it writes.
 
-use super::backend;
 use super::dedupe::Dedupe;
 use super::schema::event_hash;
+use super::{backend, logged_event};
 use crate::{AppendOutcome, Condition, EventBatch, LoggedEvent, StoreError, StoreResult, Write};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::{HashMap, HashSet};
@@ -79,17 +79,6 @@ impl Done {
             Done::Lookup(reply, result) => drop(reply.send(result)),
         }
     }
-}
-
-fn logged_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoggedEvent> {
-    Ok(LoggedEvent {
-        organization_id: row.get(0)?,
-        external_subscription_id: row.get(1)?,
-        transaction_id: row.get(2)?,
-        code: row.get(3)?,
-        timestamp_ms: row.get(4)?,
-        body: row.get(5)?,
-    })
 }
 
 fn find_by_transaction(conn: &Connection, dedupe: &Dedupe, org: &str, tx: &str) -> StoreResult<Vec<LoggedEvent>> {
