@@ -219,7 +219,7 @@ impl Deltas {
                 key,
                 merge: Box::new(move |current: Option<&[u8]>| {
                     let merged = match current {
-                        None => delta,
+                        None => delta.clone(),
                         Some(bytes) => {
                             let mut stored = StoredUsage::decode(bytes).map_err(|e| e.to_string())?;
                             stored.usage.merge(&properties, &delta.usage).map_err(|e| e.to_string())?;

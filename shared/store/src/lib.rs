@@ -123,8 +123,9 @@ pub struct LoggedEvent {
     pub body: Vec<u8>,
 }
 
-/// Merges a usage-state delta into the stored value (`None` when absent) and returns the new value.
-pub type MergeFn = Box<dyn FnOnce(Option<&[u8]>) -> Result<Vec<u8>, String> + Send>;
+/// Merges a usage-state delta into the stored value (`None` when absent) and returns the new
+/// value. `Fn`, not `FnOnce`: a store with optimistic concurrency may run it again on a retry.
+pub type MergeFn = Box<dyn Fn(Option<&[u8]>) -> Result<Vec<u8>, String> + Send + Sync>;
 
 /// A change to one usage state caused by a batch of events.
 pub struct UsageMerge {

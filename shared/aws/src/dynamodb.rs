@@ -1,0 +1,449 @@
+//! The storage port on DynamoDB: one on-demand table, keys `pk`/`sk` (strings), the value in
+//! `v` (binary) and the item version in `ver` (number).
+//!
+//! Events: one item per event, `pk = {org}#txn#{transaction_id}`, `sk = {external_subscription_id}`,
+//! written with `attribute_not_exists(pk)`: the item is both the log entry and the dedupe
+//! marker, so a duplicate is refused by DynamoDB itself. A global secondary index
+//! (`events_by_arrival`: `gpk = {org}#events`, `gsk` = arrival time) lists an organization's
+//! events newest first.
+//!
+//! Every write that must be atomic is one `TransactWriteItems` (at most 100 items). Usage merges
+//! are optimistic: read the state, merge, write it back on condition that its version did not
+//! move; a conflict retries the whole batch. Throttling is retried by the SDK with backoff; when
+//! retries run out the caller gets [`StoreError::Unavailable`], never a silent drop.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tally_store::{
+    AppendOutcome, Condition, EventBatch, EventFilter, Item, Key, LoggedEvent, Page, Query, Store, StoreError,
+    StoreResult, Write, MAX_PAGE, MAX_TRANSACTION_WRITES,
+};
+
+/// The index listing an organization's events by arrival.
+pub const EVENTS_INDEX: &str = "events_by_arrival";
+
+/// Attempts at a batch whose usage states moved under it (with jittered backoff between them).
+const MERGE_ATTEMPTS: u32 = 40;
+
+/// Waits before another attempt: exponential from 2 ms, capped at 250 ms, with full jitter so
+/// contending writers spread out.
+async fn back_off(attempt: u32) {
+    use rand::Rng;
+    let cap_ms = 2u64.saturating_pow(attempt + 1).min(250);
+    let wait_ms = rand::rng().random_range(1..=cap_ms);
+    tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+}
+
+type Attributes = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    arrivals: std::sync::Arc<AtomicU64>,
+}
+
+fn unavailable<E: std::fmt::Debug>(e: E) -> StoreError {
+    StoreError::Unavailable(format!("{e:?}"))
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn key_attributes(key: &Key) -> Attributes {
+    HashMap::from([("pk".to_owned(), s(&key.pk)), ("sk".to_owned(), s(&key.sk))])
+}
+
+fn text(item: &Attributes, name: &str) -> StoreResult<String> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .ok_or_else(|| StoreError::Backend(format!("item lacks string attribute {name}")))
+}
+
+fn bytes(item: &Attributes, name: &str) -> StoreResult<Vec<u8>> {
+    item.get(name)
+        .and_then(|v| v.as_b().ok())
+        .map(|b| b.as_ref().to_vec())
+        .ok_or_else(|| StoreError::Backend(format!("item lacks binary attribute {name}")))
+}
+
+fn number(item: &Attributes, name: &str) -> StoreResult<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| StoreError::Backend(format!("item lacks number attribute {name}")))
+}
+
+fn to_item(attributes: &Attributes) -> StoreResult<Item> {
+    Ok(Item {
+        key: Key::new(text(attributes, "pk")?, text(attributes, "sk")?),
+        value: bytes(attributes, "v")?,
+        version: number(attributes, "ver")?.unsigned_abs(),
+    })
+}
+
+fn to_event(attributes: &Attributes) -> StoreResult<LoggedEvent> {
+    Ok(LoggedEvent {
+        organization_id: text(attributes, "org")?,
+        external_subscription_id: text(attributes, "sk")?,
+        transaction_id: text(attributes, "tx")?,
+        code: text(attributes, "code")?,
+        timestamp_ms: number(attributes, "ts")?,
+        body: bytes(attributes, "v")?,
+    })
+}
+
+fn event_key(organization_id: &str, transaction_id: &str, external_subscription_id: &str) -> Key {
+    Key::new(format!("{organization_id}#txn#{transaction_id}"), external_subscription_id)
+}
+
+/// The condition expression of a write, if any.
+fn condition_expression(condition: Condition) -> (Option<&'static str>, Option<AttributeValue>) {
+    match condition {
+        Condition::None => (None, None),
+        Condition::Absent => (Some("attribute_not_exists(pk)"), None),
+        Condition::Version(v) => (Some("ver = :expected"), Some(AttributeValue::N(v.to_string()))),
+    }
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into(), arrivals: std::sync::Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// Creates the table (on demand, with the events index) unless it exists.
+    pub async fn create_table_if_missing(&self) -> StoreResult<()> {
+        let exists = self.client.describe_table().table_name(&self.table).send().await;
+        if exists.is_ok() {
+            return Ok(());
+        }
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(unavailable)
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(unavailable)
+        };
+        let index = GlobalSecondaryIndex::builder()
+            .index_name(EVENTS_INDEX)
+            .key_schema(key("gpk", KeyType::Hash)?)
+            .key_schema(key("gsk", KeyType::Range)?)
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .map_err(unavailable)?;
+        self.client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("pk")?)
+            .attribute_definitions(attribute("sk")?)
+            .attribute_definitions(attribute("gpk")?)
+            .attribute_definitions(attribute("gsk")?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .global_secondary_indexes(index)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// One write as a transaction item. Every put bumps `ver` (`ADD ver 1` starts absent items at 1).
+    fn transact_item(&self, write: &Write) -> StoreResult<TransactWriteItem> {
+        let (expression, expected) = condition_expression(match write {
+            Write::Put { condition, .. } | Write::Delete { condition, .. } | Write::Check { condition, .. } => {
+                *condition
+            }
+        });
+        let item = match write {
+            Write::Put { key, value, .. } => {
+                let mut update = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key_attributes(key)))
+                    .update_expression("SET v = :v ADD ver :one")
+                    .expression_attribute_values(":v", AttributeValue::B(Blob::new(value.clone())))
+                    .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                    .set_condition_expression(expression.map(str::to_owned));
+                if let Some(expected) = expected {
+                    update = update.expression_attribute_values(":expected", expected);
+                }
+                TransactWriteItem::builder().update(update.build().map_err(unavailable)?).build()
+            }
+            Write::Delete { key, .. } => {
+                let mut delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key_attributes(key)))
+                    .set_condition_expression(expression.map(str::to_owned));
+                if let Some(expected) = expected {
+                    delete = delete.expression_attribute_values(":expected", expected);
+                }
+                TransactWriteItem::builder().delete(delete.build().map_err(unavailable)?).build()
+            }
+            Write::Check { key, .. } => {
+                // A check needs an expression: "absent", or "at this version".
+                let expression = expression.unwrap_or("attribute_exists(pk) OR attribute_not_exists(pk)");
+                let mut check = ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key_attributes(key)))
+                    .condition_expression(expression);
+                if let Some(expected) = expected {
+                    check = check.expression_attribute_values(":expected", expected);
+                }
+                TransactWriteItem::builder().condition_check(check.build().map_err(unavailable)?).build()
+            }
+        };
+        Ok(item)
+    }
+
+    fn event_item(&self, event: &LoggedEvent) -> StoreResult<TransactWriteItem> {
+        let key = event_key(&event.organization_id, &event.transaction_id, &event.external_subscription_id);
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let arrival = format!("{now_ms:015}#{:012}#{}", self.arrivals.fetch_add(1, Ordering::Relaxed), key.pk);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(HashMap::from([
+                ("pk".to_owned(), s(&key.pk)),
+                ("sk".to_owned(), s(&key.sk)),
+                ("v".to_owned(), AttributeValue::B(Blob::new(event.body.clone()))),
+                ("ver".to_owned(), AttributeValue::N("1".into())),
+                ("org".to_owned(), s(&event.organization_id)),
+                ("tx".to_owned(), s(&event.transaction_id)),
+                ("code".to_owned(), s(&event.code)),
+                ("ts".to_owned(), AttributeValue::N(event.timestamp_ms.to_string())),
+                ("gpk".to_owned(), s(format!("{}#events", event.organization_id))),
+                ("gsk".to_owned(), s(arrival)),
+            ])))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Sends one transaction; on cancellation, returns the index and code of the first failed item.
+    async fn send(&self, items: Vec<TransactWriteItem>) -> StoreResult<Result<(), (usize, String)>> {
+        if items.len() > MAX_TRANSACTION_WRITES {
+            return Err(StoreError::TooManyWrites(items.len()));
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(Ok(())),
+            Err(SdkError::ServiceError(e)) => match e.into_err() {
+                TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                    let failed = cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .enumerate()
+                        .find(|(_, r)| r.code().is_some_and(|c| c != "None"))
+                        .map(|(i, r)| (i, r.code().unwrap_or_default().to_owned()));
+                    // Without reasons, call it a conflict: the caller retries or reports it.
+                    Ok(Err(failed.unwrap_or((usize::MAX, "TransactionConflict".into()))))
+                }
+                other => Err(StoreError::Unavailable(format!("{}: {}", other.code().unwrap_or("error"), other))),
+            },
+            Err(other) => Err(unavailable(other)),
+        }
+    }
+
+    async fn event_exists(&self, event: &LoggedEvent) -> StoreResult<bool> {
+        let key = event_key(&event.organization_id, &event.transaction_id, &event.external_subscription_id);
+        Ok(self.get(&key).await?.is_some())
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_attributes(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item().map(to_item).transpose()
+    }
+
+    async fn query(&self, query: &Query) -> StoreResult<Page> {
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .scan_index_forward(!query.descending)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .expression_attribute_values(":pk", s(&query.pk));
+        request = if query.sk_prefix.is_empty() {
+            request.key_condition_expression("pk = :pk")
+        } else {
+            request
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", s(&query.sk_prefix))
+        };
+        if let Some(after) = &query.after {
+            request = request.set_exclusive_start_key(Some(key_attributes(&Key::new(query.pk.clone(), after.clone()))));
+        }
+        let output = request.send().await.map_err(unavailable)?;
+        let items = output.items().iter().map(to_item).collect::<StoreResult<Vec<_>>>()?;
+        let next = match output.last_evaluated_key() {
+            Some(_) => items.last().map(|i| i.key.sk.clone()),
+            None => None,
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
+        tally_store::contract::check_transaction_shape(&writes)?;
+        let items = writes.iter().map(|w| self.transact_item(w)).collect::<StoreResult<Vec<_>>>()?;
+        match self.send(items).await? {
+            Ok(()) => Ok(()),
+            Err((index, code)) if code == "ConditionalCheckFailed" => Err(StoreError::ConditionFailed { index }),
+            Err((_, code)) => Err(StoreError::Unavailable(format!("transaction cancelled: {code}"))),
+        }
+    }
+
+    async fn append_events(&self, batch: EventBatch) -> StoreResult<AppendOutcome> {
+        tally_store::contract::check_distinct_keys(&batch.writes)?;
+        let mut seen = HashSet::new();
+        let repeated: Vec<usize> = batch
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !seen.insert((&e.organization_id, &e.external_subscription_id, &e.transaction_id)))
+            .map(|(i, _)| i)
+            .collect();
+        if !repeated.is_empty() {
+            return Ok(AppendOutcome::Duplicates(repeated));
+        }
+        for attempt in 0..MERGE_ATTEMPTS {
+            if attempt > 0 {
+                back_off(attempt).await;
+            }
+            // Usage merges: read, merge, write back if the version did not move.
+            let mut merges = Vec::with_capacity(batch.usage.len());
+            for usage in &batch.usage {
+                let current = self.get(&usage.key).await?;
+                let merged = (usage.merge)(current.as_ref().map(|i| i.value.as_slice())).map_err(StoreError::Merge)?;
+                let condition = current.map_or(Condition::Absent, |i| Condition::Version(i.version));
+                merges.push(Write::Put { key: usage.key.clone(), value: merged, condition });
+            }
+            let events = batch.events.len();
+            let mut items = batch.events.iter().map(|e| self.event_item(e)).collect::<StoreResult<Vec<_>>>()?;
+            for write in batch.writes.iter().chain(&merges) {
+                items.push(self.transact_item(write)?);
+            }
+            match self.send(items).await? {
+                Ok(()) => return Ok(AppendOutcome::Appended),
+                Err((index, code)) if code == "ConditionalCheckFailed" && index < events => {
+                    // Some event is stored already: report every one that is, write nothing.
+                    let mut duplicates = Vec::new();
+                    for (i, event) in batch.events.iter().enumerate() {
+                        if self.event_exists(event).await? {
+                            duplicates.push(i);
+                        }
+                    }
+                    if !duplicates.is_empty() {
+                        return Ok(AppendOutcome::Duplicates(duplicates));
+                    }
+                }
+                Err((index, code)) if code == "ConditionalCheckFailed" && index < events + batch.writes.len() => {
+                    return Err(StoreError::ConditionFailed { index: index - events });
+                }
+                // A usage state moved under us, or a concurrent transaction: read and try again.
+                Err(_) => {}
+            }
+        }
+        Err(StoreError::Unavailable("usage states kept changing; retry".into()))
+    }
+
+    async fn events_by_transaction(
+        &self,
+        organization_id: &str,
+        transaction_id: &str,
+    ) -> StoreResult<Vec<LoggedEvent>> {
+        let mut events = Vec::new();
+        let mut query = Query::partition(format!("{organization_id}#txn#{transaction_id}"));
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&query.pk));
+            if let Some(after) = &query.after {
+                request =
+                    request.set_exclusive_start_key(Some(key_attributes(&Key::new(query.pk.clone(), after.clone()))));
+            }
+            let output = request.send().await.map_err(unavailable)?;
+            for item in output.items() {
+                events.push(to_event(item)?);
+            }
+            match (output.last_evaluated_key(), events.last()) {
+                (Some(_), Some(last)) => query.after = Some(last.external_subscription_id.clone()),
+                _ => return Ok(events),
+            }
+        }
+    }
+
+    async fn list_events(
+        &self,
+        organization_id: &str,
+        filter: &EventFilter,
+        offset: usize,
+        limit: usize,
+    ) -> StoreResult<(Vec<LoggedEvent>, u64)> {
+        // Not a hot path: pages through the organization's arrival index, filtering as it goes.
+        let mut matched = 0u64;
+        let mut page = Vec::new();
+        let mut start: Option<Attributes> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(EVENTS_INDEX)
+                .key_condition_expression("gpk = :gpk")
+                .expression_attribute_values(":gpk", s(format!("{organization_id}#events")))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in output.items() {
+                let event = to_event(item)?;
+                let keep =
+                    filter.external_subscription_id.as_ref().is_none_or(|s| s == &event.external_subscription_id)
+                        && filter.code.as_ref().is_none_or(|c| c == &event.code)
+                        && filter.timestamp_from_ms.is_none_or(|from| event.timestamp_ms >= from)
+                        && filter.timestamp_to_ms.is_none_or(|to| event.timestamp_ms <= to);
+                if keep {
+                    if matched as usize >= offset && page.len() < limit {
+                        page.push(event);
+                    }
+                    matched += 1;
+                }
+            }
+            match output.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => return Ok((page, matched)),
+            }
+        }
+    }
+}
