@@ -1,6 +1,8 @@
 """Starts a real `tally serve` on a temporary data directory for the end-to-end suite.
 
 The binary comes from $TALLY_BIN (default: target/release/tally, then target/debug/tally).
+With TALLY_E2E_BACKEND=aws the server runs on DynamoDB at $AWS_ENDPOINT_URL (moto's server in
+tests/run), with a table of its own.
 """
 
 import os
@@ -34,6 +36,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def storage_args(data_dir: str) -> list:
+    """Where the server keeps its data: the embedded store, or DynamoDB."""
+    args = ["--data-dir", data_dir]
+    if os.environ.get("TALLY_E2E_BACKEND") == "aws":
+        args += ["--backend", "aws", "--table", f"tally-e2e-{os.getpid()}", "--create-resources"]
+    return args
+
+
+def server_env() -> dict:
+    env = dict(os.environ, TALLY_API_KEY=API_KEY, RUST_LOG="warn")
+    if env.get("TALLY_E2E_BACKEND") == "aws":
+        env.setdefault("AWS_ACCESS_KEY_ID", "test")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+        env.setdefault("AWS_REGION", "us-east-1")
+    return env
+
+
 class Server:
     def __init__(self, data_dir: str, url: str, process: subprocess.Popen):
         self.data_dir = data_dir
@@ -43,8 +62,8 @@ class Server:
     def bill(self, at: str) -> str:
         """Runs `tally bill --at` on the server's data, while the server runs."""
         done = subprocess.run(
-            [tally_binary(), "bill", "--at", at, "--data-dir", self.data_dir],
-            capture_output=True, text=True, timeout=120, check=True,
+            [tally_binary(), "bill", "--at", at] + storage_args(self.data_dir),
+            capture_output=True, text=True, timeout=120, check=True, env=server_env(),
         )
         return done.stdout
 
@@ -56,11 +75,10 @@ class Server:
 def server():
     data_dir = tempfile.mkdtemp(prefix="tally-e2e-")
     port = free_port()
-    env = dict(os.environ, TALLY_API_KEY=API_KEY, RUST_LOG="warn")
     # A long close interval: the suite drives the period close itself with `tally bill`.
     process = subprocess.Popen(
-        [tally_binary(), "serve", "--addr", f"127.0.0.1:{port}", "--data-dir", data_dir, "--close-every", "3600"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [tally_binary(), "serve", "--addr", f"127.0.0.1:{port}", "--close-every", "3600"] + storage_args(data_dir),
+        env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30

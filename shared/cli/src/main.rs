@@ -5,13 +5,13 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tally_service::{organizations, period_close, Clock, FixedClock, SystemClock, Tally};
-use tally_store::SqliteStore;
+use tally_store::{SqliteStore, Store};
 
 #[derive(Parser)]
 #[command(name = "tally", version, about = "Usage-based billing engine with Lago's REST API")]
@@ -22,14 +22,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the API on the embedded store, with the period close running every minute.
+    /// Start the API, with the period close running every minute.
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:3000", env = "TALLY_ADDR")]
         addr: SocketAddr,
-        /// Where the embedded store keeps its data.
-        #[arg(long, default_value = "tally-data", env = "TALLY_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        storage: Storage,
         /// Seconds between two runs of the period close.
         #[arg(long, default_value_t = 60)]
         close_every: u64,
@@ -40,9 +39,33 @@ enum Command {
         /// The instant to close as of (RFC 3339, e.g. 2024-06-01T00:00:00Z).
         #[arg(long)]
         at: Option<DateTime<Utc>>,
-        #[arg(long, default_value = "tally-data", env = "TALLY_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        storage: Storage,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// SQLite in `--data-dir`.
+    Embedded,
+    /// DynamoDB, through the standard AWS configuration (`AWS_ENDPOINT_URL` may point it at
+    /// another endpoint, such as moto's server).
+    Aws,
+}
+
+#[derive(Args)]
+struct Storage {
+    #[arg(long, value_enum, default_value = "embedded", env = "TALLY_BACKEND")]
+    backend: Backend,
+    /// Where the embedded store keeps its data (and where a generated API key is kept).
+    #[arg(long, default_value = "tally-data", env = "TALLY_DATA_DIR")]
+    data_dir: PathBuf,
+    /// DynamoDB table (`--backend aws`).
+    #[arg(long, default_value = "tally", env = "TALLY_DYNAMODB_TABLE")]
+    table: String,
+    /// Create the AWS resources that are missing (`--backend aws`).
+    #[arg(long)]
+    create_resources: bool,
 }
 
 const ORGANIZATION_NAME: &str = "tally";
@@ -61,14 +84,27 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { addr, data_dir, close_every } => serve(addr, &data_dir, close_every).await,
-        Command::Bill { at, data_dir } => bill(at, &data_dir).await,
+        Command::Serve { addr, storage, close_every } => serve(addr, &storage, close_every).await,
+        Command::Bill { at, storage } => bill(at, &storage).await,
     }
 }
 
-fn open(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Tally> {
-    let store = SqliteStore::open(data_dir).with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    Ok(Tally::new(Arc::new(store), clock))
+async fn open(storage: &Storage, clock: Arc<dyn Clock>) -> anyhow::Result<Tally> {
+    let store: Arc<dyn Store> = match storage.backend {
+        Backend::Embedded => Arc::new(
+            SqliteStore::open(&storage.data_dir)
+                .with_context(|| format!("opening the store in {}", storage.data_dir.display()))?,
+        ),
+        Backend::Aws => {
+            let config = tally_aws::load_config().await;
+            let store = tally_aws::DynamoStore::new(tally_aws::dynamodb_client(&config), &storage.table);
+            if storage.create_resources {
+                store.create_table_if_missing().await.with_context(|| format!("creating table {}", storage.table))?;
+            }
+            Arc::new(store)
+        }
+    };
+    Ok(Tally::new(store, clock))
 }
 
 /// The API key: `TALLY_API_KEY` if set, else the one generated on first start (kept in the data
@@ -90,14 +126,19 @@ async fn api_key(tally: &Tally, data_dir: &Path) -> anyhow::Result<(tally_servic
     Ok((bootstrap.organization, key))
 }
 
-async fn serve(addr: SocketAddr, data_dir: &Path, close_every: u64) -> anyhow::Result<()> {
-    let tally = open(data_dir, Arc::new(SystemClock))?;
+async fn serve(addr: SocketAddr, storage: &Storage, close_every: u64) -> anyhow::Result<()> {
+    let tally = open(storage, Arc::new(SystemClock)).await?;
+    std::fs::create_dir_all(&storage.data_dir)?;
+    let data_dir = storage.data_dir.as_path();
     let (org, key) = api_key(&tally, data_dir).await?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
     println!("tally listening on http://{local}");
     println!("API key: {key}");
-    println!("data directory: {}", data_dir.display());
+    match storage.backend {
+        Backend::Embedded => println!("data directory: {}", data_dir.display()),
+        Backend::Aws => println!("DynamoDB table: {}", storage.table),
+    }
     tracing::info!(%local, data_dir = %data_dir.display(), "tally serving");
 
     let closer = tally.clone();
@@ -121,12 +162,12 @@ async fn serve(addr: SocketAddr, data_dir: &Path, close_every: u64) -> anyhow::R
     Ok(())
 }
 
-async fn bill(at: Option<DateTime<Utc>>, data_dir: &Path) -> anyhow::Result<()> {
+async fn bill(at: Option<DateTime<Utc>>, storage: &Storage) -> anyhow::Result<()> {
     let at = at.unwrap_or_else(Utc::now);
-    let tally = open(data_dir, Arc::new(FixedClock::new(at)))?;
+    let tally = open(storage, Arc::new(FixedClock::new(at))).await?;
     // The close needs the organization, not a key: never create or print one here.
     let org = organizations::bootstrap(&tally, ORGANIZATION_NAME, None).await?.organization;
-    eprintln!("closing periods as of {at} in {}…", data_dir.display());
+    eprintln!("closing periods as of {at}…");
     let report = period_close::run(&tally, &org, at).await?;
     println!(
         "activated {} subscription(s), terminated {}, issued {} invoice(s), finalized {} draft(s)",
