@@ -260,6 +260,9 @@ pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceR
             }
             // The catalog changed since it was read: read it again.
             Err(StoreError::ConditionFailed { .. }) => tally.cache.forget(&org.id),
+            // A store with a transaction limit (DynamoDB: 100 items) cannot take this batch in
+            // one atomic step; say so instead of failing obscurely. Smaller batches go through.
+            Err(StoreError::TooManyWrites(_)) => return Err(ServiceError::invalid("events", "too_many_events")),
             Err(e) => return Err(e.into()),
         }
     }
