@@ -146,7 +146,8 @@ impl DynamoStore {
             .projection(Projection::builder().projection_type(ProjectionType::All).build())
             .build()
             .map_err(unavailable)?;
-        self.client
+        let created = self
+            .client
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
@@ -158,9 +159,13 @@ impl DynamoStore {
             .key_schema(key("sk", KeyType::Range)?)
             .global_secondary_indexes(index)
             .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Created meanwhile by another process: just as good.
+            Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// One write as a transaction item. Every put bumps `ver` (`ADD ver 1` starts absent items at 1).

@@ -26,3 +26,35 @@ async fn dynamodb_store_passes_the_contract() {
     let store: Arc<dyn Store> = Arc::new(store().await);
     contract::run_all(store, &format!("org-{}", std::process::id())).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_beyond_one_transaction_is_refused_whole() {
+    use serde_json::json;
+    use tally_service::events::{self, EventInput};
+    use tally_service::{organizations, ServiceError, SystemClock, Tally};
+    let store = Arc::new(store().await);
+    let tally = Tally::new(store.clone(), Arc::new(SystemClock));
+    let org = organizations::bootstrap(&tally, "Acme", Some(format!("key-{}", std::process::id())))
+        .await
+        .expect("org")
+        .organization;
+    // 101 parked events need 101 log items plus their parking items: more than DynamoDB's 100.
+    let inputs: Vec<EventInput> = (0..101)
+        .map(|i| EventInput {
+            transaction_id: Some(json!(format!("big-{i}"))),
+            external_subscription_id: Some(json!("nobody-yet")),
+            code: Some(json!("calls")),
+            ..Default::default()
+        })
+        .collect();
+    match events::ingest(&tally, &org, &inputs).await {
+        Err(ServiceError::Validation(errors)) => {
+            assert_eq!(errors.fields().get("events"), Some(&vec!["too_many_events".to_string()]))
+        }
+        other => panic!("expected too_many_events, got {other:?}"),
+    }
+    assert!(store.events_by_transaction(&org.id, "big-0").await.expect("read").is_empty());
+    // A smaller batch goes through.
+    events::ingest(&tally, &org, &inputs[..20]).await.expect("20 events fit");
+    assert_eq!(store.events_by_transaction(&org.id, "big-0").await.expect("read").len(), 1);
+}
