@@ -108,7 +108,7 @@ pub async fn finalize(tally: &Tally, org: &Org, lago_id: &str) -> ServiceResult<
 }
 
 /// Finalizes the drafts whose grace period is over.
-pub(crate) async fn finalize_due(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<usize> {
+pub async fn finalize_due(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<usize> {
     let drafts = list(tally, org, &InvoiceFilter { status: Some("draft".into()), ..Default::default() }).await?;
     let mut finalized = 0;
     for draft in drafts.iter().filter(|d| d.finalize_at.is_some_and(|at| at <= now)) {

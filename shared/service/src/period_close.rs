@@ -40,28 +40,103 @@ fn period_key(period: &Period) -> String {
 /// Runs the close as of `now` for one organization: due activations and terminations, every
 /// ended and not yet invoiced period (catching up on missed ones), then due drafts.
 pub async fn run(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<CloseReport> {
-    let mut report = CloseReport::default();
+    let (activated, terminated) = lifecycle(tally, org, now).await?;
+    let mut report =
+        CloseReport { subscriptions_activated: activated, subscriptions_terminated: terminated, ..Default::default() };
+    let mut after = None;
+    loop {
+        let page = due(tally, org, now, after, 100).await?;
+        for period in &page.items {
+            if bill_one(tally, org, period).await?.is_some() {
+                report.invoices_issued += 1;
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    report.invoices_finalized = crate::invoices::finalize_due(tally, org, now).await?;
+    Ok(report)
+}
+
+/// Starts the pending subscriptions whose start has come and ends those whose end has come.
+/// Returns how many of each.
+pub async fn lifecycle(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<(usize, usize)> {
+    let (mut activated, mut terminated) = (0, 0);
     let histories = tally.load_all::<SubscriptionHistory>(keys::subscriptions(&org.id)).await?;
     for (history, _) in &histories {
         for s in &history.versions {
             if s.status == SubscriptionStatus::Pending && s.subscription_at <= now {
                 crate::subscriptions::activate(tally, org, &s.external_id, &s.lago_id).await?;
-                report.subscriptions_activated += 1;
+                activated += 1;
             }
             if s.status == SubscriptionStatus::Active && s.ending_at.is_some_and(|end| end <= now) {
                 crate::subscriptions::terminate(tally, org, &s.external_id, None).await?;
-                report.subscriptions_terminated += 1;
+                terminated += 1;
             }
         }
     }
-    let histories = tally.load_all::<SubscriptionHistory>(keys::subscriptions(&org.id)).await?;
-    for (history, _) in histories {
+    Ok((activated, terminated))
+}
+
+/// A subscription period due for its invoice.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DuePeriod {
+    pub external_subscription_id: String,
+    pub subscription_id: String,
+    pub billing_key: String,
+}
+
+/// One page of due periods.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DuePage {
+    pub items: Vec<DuePeriod>,
+    /// Pass back as `after` for the next page.
+    pub next: Option<String>,
+}
+
+/// The periods due by `now` and not invoiced yet, for up to `limit` external subscription ids
+/// after `after` (in id order): a page of the work of a close, for a step function to fan out.
+pub async fn due(
+    tally: &Tally,
+    org: &Org,
+    now: DateTime<Utc>,
+    after: Option<String>,
+    limit: usize,
+) -> ServiceResult<DuePage> {
+    let query = Query { after, limit: limit.max(1), ..Query::partition(keys::subscriptions(&org.id)) };
+    let page = tally.store.query(&query).await?;
+    let mut items = Vec::new();
+    for item in &page.items {
+        let history: SubscriptionHistory = crate::records::decode(&item.value)?;
         for subscription in history.versions.iter().filter(|s| s.started_at.is_some()) {
-            report.invoices_issued += bill_due_periods(tally, org, subscription, now).await?;
+            for billing_key in due_keys(tally, org, subscription, now).await? {
+                items.push(DuePeriod {
+                    external_subscription_id: subscription.external_id.clone(),
+                    subscription_id: subscription.lago_id.clone(),
+                    billing_key,
+                });
+            }
         }
     }
-    report.invoices_finalized = crate::invoices::finalize_due(tally, org, now).await?;
-    Ok(report)
+    Ok(DuePage { items, next: page.next })
+}
+
+/// Issues the invoice of one due period (nothing if it exists already). Idempotent.
+pub async fn bill_one(tally: &Tally, org: &Org, period: &DuePeriod) -> ServiceResult<Option<InvoiceRecord>> {
+    let (history, _) = tally
+        .load::<SubscriptionHistory>(&keys::subscription(&org.id, &period.external_subscription_id))
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))?;
+    let subscription = history
+        .versions
+        .iter()
+        .find(|s| s.lago_id == period.subscription_id)
+        .ok_or(ServiceError::NotFound("subscription"))?;
+    let plan =
+        crate::plans::compiled(tally, org, &subscription.plan_code).await?.ok_or(ServiceError::NotFound("plan"))?;
+    issue(tally, org, subscription, &plan, &period.billing_key).await
 }
 
 async fn billed_keys(tally: &Tally, org: &Org, subscription: &SubscriptionRecord) -> ServiceResult<HashSet<String>> {
@@ -77,35 +152,34 @@ async fn billed_keys(tally: &Tally, org: &Org, subscription: &SubscriptionRecord
     }
 }
 
-/// Invoices every charge period of the subscription that ended by `now` (or by its termination).
-async fn bill_due_periods(
+/// Billing keys of the charge periods of the subscription that ended by `now` (or by its
+/// termination) and have no invoice yet.
+async fn due_keys(
     tally: &Tally,
     org: &Org,
     subscription: &SubscriptionRecord,
     now: DateTime<Utc>,
-) -> ServiceResult<usize> {
+) -> ServiceResult<Vec<String>> {
     let Some(plan) = crate::plans::compiled(tally, org, &subscription.plan_code).await? else {
         tracing::warn!(subscription = %subscription.external_id, "plan {} is gone; not billing", subscription.plan_code);
-        return Ok(0);
+        return Ok(Vec::new());
     };
     let schedules = schedules(subscription, &plan);
     let billed = billed_keys(tally, org, subscription).await?;
-    let Some(started_at) = subscription.started_at else { return Ok(0) };
+    let Some(started_at) = subscription.started_at else { return Ok(Vec::new()) };
     let mut period = schedules.charges.period_at(started_at);
-    let mut issued = 0;
+    let mut keys = Vec::new();
     loop {
         let ends_life = subscription.terminated_at.is_some_and(|t| t <= period.end);
         let due = period.end <= now || (ends_life && subscription.terminated_at.is_some_and(|t| t <= now));
         if !due {
-            return Ok(issued);
+            return Ok(keys);
         }
-        if !billed.contains(&period_key(&period))
-            && issue(tally, org, subscription, &plan, &period_key(&period)).await?.is_some()
-        {
-            issued += 1;
+        if !billed.contains(&period_key(&period)) {
+            keys.push(period_key(&period));
         }
         if ends_life {
-            return Ok(issued);
+            return Ok(keys);
         }
         period = schedules.charges.next(&period);
     }
