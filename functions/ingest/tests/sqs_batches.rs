@@ -1,0 +1,94 @@
+//! SQS batches from `events/` through the ingest handler: counted once however often SQS
+//! delivers them, and a bad message fails alone.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use serde_json::json;
+use std::sync::Arc;
+use tally_function_ingest::handle;
+use tally_service::billable_metrics::{self, MetricInput};
+use tally_service::plans::{self, ChargeInput, PlanInput};
+use tally_service::subscriptions::{self, SubscriptionInput};
+use tally_service::{organizations, usage, FixedClock, Org, Tally};
+
+fn batch() -> SqsEvent {
+    let path = format!("{}/../../events/sqs-batch.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("SQS event")
+}
+
+async fn setup(dir: &std::path::Path) -> (Tally, Org) {
+    let store = Arc::new(tally_store::SqliteStore::open(dir).expect("store"));
+    let tally = Tally::new(store, Arc::new(FixedClock::new("2024-04-05T00:00:00Z".parse().expect("time"))));
+    let org = organizations::bootstrap(&tally, "Acme", Some("k".into())).await.expect("org").organization;
+    billable_metrics::create(
+        &tally,
+        &org,
+        MetricInput {
+            name: Some("Calls".into()),
+            code: Some("calls".into()),
+            aggregation_type: Some("count_agg".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("metric");
+    plans::create(
+        &tally,
+        &org,
+        PlanInput {
+            name: Some("P".into()),
+            code: Some("p".into()),
+            interval: Some("monthly".into()),
+            amount_cents: Some(0),
+            amount_currency: Some("USD".into()),
+            charges: Some(vec![ChargeInput {
+                billable_metric_code: Some("calls".into()),
+                charge_model: Some("standard".into()),
+                properties: Some(json!({"amount": "1"})),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("plan");
+    subscriptions::create(
+        &tally,
+        &org,
+        SubscriptionInput {
+            external_customer_id: Some("cust-q".into()),
+            plan_code: Some("p".into()),
+            external_id: Some("sub-q".into()),
+            subscription_at: Some("2024-04-01T00:00:00Z".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("subscription");
+    (tally, org)
+}
+
+async fn calls(tally: &Tally, org: &Org) -> u64 {
+    usage::current_usage(tally, org, "cust-q", "sub-q", false).await.expect("usage").charges[0].events_count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_counts_once_however_often_it_is_delivered() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (tally, org) = setup(dir.path()).await;
+
+    let first = handle(&tally, &org, batch()).await;
+    assert_eq!((first.ingested, first.duplicates), (2, 0));
+    assert_eq!(first.failed, vec!["m-poison".to_string()], "the bad message fails alone");
+    assert_eq!(calls(&tally, &org).await, 2);
+
+    // SQS redelivers the whole batch: the two events were counted already.
+    let again = handle(&tally, &org, batch()).await;
+    assert_eq!((again.ingested, again.duplicates), (0, 2));
+    assert_eq!(again.failed, vec!["m-poison".to_string()]);
+    assert_eq!(calls(&tally, &org).await, 2);
+
+    // The Lambda's answer lists only the failed message.
+    let response = again.response();
+    let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["m-poison"]);
+}
