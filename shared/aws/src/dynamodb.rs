@@ -51,6 +51,39 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     arrivals: std::sync::Arc<AtomicU64>,
+    write_units: std::sync::Arc<AtomicU64>,
+}
+
+/// DynamoDB's size of an item: attribute names plus values (numbers counted as their text,
+/// an upper bound of their encoded size).
+fn item_bytes(attributes: &Attributes) -> usize {
+    attributes
+        .iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+                    AttributeValue::B(b) => b.as_ref().len(),
+                    _ => 1,
+                }
+        })
+        .sum()
+}
+
+/// Write request units of one transaction item: 2 per started KB (transactions cost double).
+fn transaction_units(item: &TransactWriteItem) -> u64 {
+    let bytes = if let Some(put) = item.put() {
+        item_bytes(put.item())
+    } else if let Some(update) = item.update() {
+        // Key, the value written (`v`) and the version (`ver`).
+        let value = update.expression_attribute_values().and_then(|v| v.get(":v"));
+        item_bytes(update.key()) + value.map_or(0, |v| 1 + v.as_b().map_or(0, |b| b.as_ref().len())) + 3 + 20
+    } else if let Some(delete) = item.delete() {
+        item_bytes(delete.key())
+    } else {
+        item.condition_check().map_or(0, |c| item_bytes(c.key()))
+    };
+    2 * (bytes.max(1) as u64).div_ceil(1024)
 }
 
 fn unavailable<E: std::fmt::Debug>(e: E) -> StoreError {
@@ -120,7 +153,18 @@ fn condition_expression(condition: Condition) -> (Option<&'static str>, Option<A
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), arrivals: std::sync::Arc::new(AtomicU64::new(0)) }
+        Self {
+            client,
+            table: table.into(),
+            arrivals: std::sync::Arc::new(AtomicU64::new(0)),
+            write_units: std::sync::Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Write request units consumed by committed transactions so far (computed from item sizes
+    /// with DynamoDB's rules: 2 units per started KB of each transaction item).
+    pub fn write_units(&self) -> u64 {
+        self.write_units.load(Ordering::Relaxed)
     }
 
     /// Creates the table (on demand, with the events index) unless it exists.
@@ -244,8 +288,12 @@ impl DynamoStore {
         if items.len() > MAX_TRANSACTION_WRITES {
             return Err(StoreError::TooManyWrites(items.len()));
         }
+        let units: u64 = items.iter().map(transaction_units).sum();
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(Ok(())),
+            Ok(_) => {
+                self.write_units.fetch_add(units, Ordering::Relaxed);
+                Ok(Ok(()))
+            }
             Err(SdkError::ServiceError(e)) => match e.into_err() {
                 TransactWriteItemsError::TransactionCanceledException(cancelled) => {
                     let failed = cancelled

@@ -2,6 +2,9 @@
 //! `TALLY_TEST_DYNAMODB_ENDPOINT`). `tests/run` starts moto and sets it; without it the test
 //! fails rather than pass without running.
 
+// Write units per event are a ratio, not money.
+#![allow(clippy::float_arithmetic)]
+
 use std::sync::Arc;
 use tally_aws::{dynamodb_client, DynamoStore};
 use tally_store::{contract, Store};
@@ -57,4 +60,90 @@ async fn a_batch_beyond_one_transaction_is_refused_whole() {
     // A smaller batch goes through.
     events::ingest(&tally, &org, &inputs[..20]).await.expect("20 events fit");
     assert_eq!(store.events_by_transaction(&org.id, "big-0").await.expect("read").len(), 1);
+}
+
+/// Write request units per ingested event, by batch size, with the catalog guard and the usage
+/// merges included. Printed for the README's cost arithmetic; the largest batch that fits one
+/// transaction must stay within 3 units per event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_units_per_event() {
+    use serde_json::json;
+    use tally_service::billable_metrics::{self, MetricInput};
+    use tally_service::events::{self, EventInput};
+    use tally_service::plans::{self, ChargeInput, PlanInput};
+    use tally_service::subscriptions::{self, SubscriptionInput};
+    use tally_service::{organizations, SystemClock, Tally};
+    let store = Arc::new(store().await);
+    let tally = Tally::new(store.clone(), Arc::new(SystemClock));
+    let org_key = format!("wru-{}", std::process::id());
+    let org = organizations::bootstrap(&tally, "Acme", Some(org_key)).await.expect("org").organization;
+    billable_metrics::create(
+        &tally,
+        &org,
+        MetricInput {
+            name: Some("Calls".into()),
+            code: Some("wru_calls".into()),
+            aggregation_type: Some("count_agg".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("metric");
+    plans::create(
+        &tally,
+        &org,
+        PlanInput {
+            name: Some("P".into()),
+            code: Some("wru_plan".into()),
+            interval: Some("monthly".into()),
+            amount_cents: Some(0),
+            amount_currency: Some("USD".into()),
+            charges: Some(vec![ChargeInput {
+                billable_metric_code: Some("wru_calls".into()),
+                charge_model: Some("standard".into()),
+                properties: Some(json!({"amount": "0.001"})),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("plan");
+    subscriptions::create(
+        &tally,
+        &org,
+        SubscriptionInput {
+            external_customer_id: Some("wru-customer".into()),
+            plan_code: Some("wru_plan".into()),
+            external_id: Some("wru-sub".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("subscription");
+    let mut next = 0;
+    let mut per_event = Vec::new();
+    for batch in [1usize, 10, 30] {
+        let before = store.write_units();
+        let rounds = 60 / batch;
+        for _ in 0..rounds {
+            let inputs: Vec<EventInput> = (0..batch)
+                .map(|_| {
+                    next += 1;
+                    EventInput {
+                        transaction_id: Some(json!(format!("wru-{next}"))),
+                        external_subscription_id: Some(json!("wru-sub")),
+                        code: Some(json!("wru_calls")),
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            events::ingest(&tally, &org, &inputs).await.expect("ingest");
+        }
+        let units = (store.write_units() - before) as f64 / (rounds * batch) as f64;
+        println!("batch {batch:>3}: {units:.2} write request units per event");
+        per_event.push(units);
+    }
+    assert!(per_event[2] <= 3.0, "{per_event:?}");
+    assert!(per_event[0] > per_event[2], "batching amortizes the guard and the merges: {per_event:?}");
 }
