@@ -4,6 +4,7 @@ closes a billing period on the same data while the server runs.
 Amounts are checked by hand in the comments.
 """
 
+import os
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -282,3 +283,17 @@ def test_subscriptions_list_update_and_errors(client, catalog):
     client.subscriptions.create(Subscription(external_customer_id="gamma", plan_code="e2e", external_id="future-sub"))
     usage = client.customers.current_usage("gamma", "future-sub")
     assert usage.charges_usage[0].events_count == 1
+
+
+@pytest.mark.skipif(os.environ.get("TALLY_E2E_BACKEND") == "aws", reason="DynamoDB takes several servers")
+def test_a_second_server_on_the_same_data_is_refused(server):
+    import subprocess
+
+    from conftest import server_env, storage_args, tally_binary
+
+    second = subprocess.run(
+        [tally_binary(), "serve", "--addr", "127.0.0.1:0"] + storage_args(server.data_dir),
+        env=server_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert second.returncode != 0
+    assert "another `tally serve` is running" in second.stderr

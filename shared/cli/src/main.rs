@@ -127,8 +127,15 @@ async fn api_key(tally: &Tally, data_dir: &Path) -> anyhow::Result<(tally_servic
 }
 
 async fn serve(addr: SocketAddr, storage: &Storage, close_every: u64) -> anyhow::Result<()> {
-    let tally = open(storage, Arc::new(SystemClock)).await?;
     std::fs::create_dir_all(&storage.data_dir)?;
+    // One server per data directory: the embedded store's writer keeps the newest dedupe keys in
+    // memory, so a second writer of events would not see them. (`tally bill` writes no events.)
+    let lock_path = storage.data_dir.join("serve.lock");
+    let lock = std::fs::File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    if storage.backend == Backend::Embedded && lock.try_lock().is_err() {
+        anyhow::bail!("another `tally serve` is running on {}", storage.data_dir.display());
+    }
+    let tally = open(storage, Arc::new(SystemClock)).await?;
     let data_dir = storage.data_dir.as_path();
     let (org, key) = api_key(&tally, data_dir).await?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
