@@ -12,7 +12,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = tally_aws::load_config().await;
     let table = std::env::var("TALLY_DYNAMODB_TABLE").unwrap_or_else(|_| "tally".into());
     let store = tally_aws::DynamoStore::new(tally_aws::dynamodb_client(&config), table);
-    let tally = Tally::new(Arc::new(store), Arc::new(SystemClock));
+    // Usage states per bucket: several, so concurrent invocations do not contend for one item.
+    let shards = std::env::var("TALLY_USAGE_SHARDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let tally = Tally::new(Arc::new(store), Arc::new(SystemClock)).with_usage_shards(shards);
     // Once per cold start: the organization exists and the configured key opens it.
     organizations::bootstrap(&tally, "tally", std::env::var("TALLY_API_KEY").ok()).await?;
     lambda_http::run(tally_api::router(tally)).await

@@ -52,6 +52,7 @@ pub struct DynamoStore {
     table: String,
     arrivals: std::sync::Arc<AtomicU64>,
     write_units: std::sync::Arc<AtomicU64>,
+    conflicts: std::sync::Arc<AtomicU64>,
 }
 
 /// DynamoDB's size of an item: attribute names plus values (numbers counted as their text,
@@ -158,7 +159,13 @@ impl DynamoStore {
             table: table.into(),
             arrivals: std::sync::Arc::new(AtomicU64::new(0)),
             write_units: std::sync::Arc::new(AtomicU64::new(0)),
+            conflicts: std::sync::Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Batches retried because a usage state moved under them (contention on hot items).
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
     }
 
     /// Write request units consumed by committed transactions so far (computed from item sizes
@@ -419,7 +426,9 @@ impl Store for DynamoStore {
                     return Err(StoreError::ConditionFailed { index: index - events });
                 }
                 // A usage state moved under us, or a concurrent transaction: read and try again.
-                Err(_) => {}
+                Err(_) => {
+                    self.conflicts.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         Err(StoreError::Unavailable("usage states kept changing; retry".into()))

@@ -147,3 +147,98 @@ async fn write_units_per_event() {
     assert!(per_event[2] <= 3.0, "{per_event:?}");
     assert!(per_event[0] > per_event[2], "batching amortizes the guard and the merges: {per_event:?}");
 }
+
+/// One customer flooding one metric from many concurrent writers: with the bucket spread over
+/// 8 usage states, writers collide far less than on one item, and every event counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_metric_spread_over_shards_contends_less() {
+    use serde_json::json;
+    use tally_service::billable_metrics::{self, MetricInput};
+    use tally_service::events::{self, EventInput};
+    use tally_service::plans::{self, ChargeInput, PlanInput};
+    use tally_service::subscriptions::{self, SubscriptionInput};
+    use tally_service::{organizations, usage, SystemClock, Tally};
+
+    async fn flood(shards: u32, run: &str) -> (u64, u64) {
+        let store = Arc::new(store().await);
+        let tally = Tally::new(store.clone(), Arc::new(SystemClock)).with_usage_shards(shards);
+        let org = organizations::bootstrap(&tally, "Acme", Some(format!("hot-{run}-{}", std::process::id())))
+            .await
+            .expect("org")
+            .organization;
+        let metric = format!("hot_{run}");
+        billable_metrics::create(
+            &tally,
+            &org,
+            MetricInput {
+                name: Some("Hot".into()),
+                code: Some(metric.clone()),
+                aggregation_type: Some("count_agg".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("metric");
+        let plan = format!("hot_plan_{run}");
+        plans::create(
+            &tally,
+            &org,
+            PlanInput {
+                name: Some("P".into()),
+                code: Some(plan.clone()),
+                interval: Some("monthly".into()),
+                amount_cents: Some(0),
+                amount_currency: Some("USD".into()),
+                charges: Some(vec![ChargeInput {
+                    billable_metric_code: Some(metric.clone()),
+                    charge_model: Some("standard".into()),
+                    properties: Some(json!({"amount": "1"})),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("plan");
+        let (customer, sub) = (format!("hot-customer-{run}"), format!("hot-sub-{run}"));
+        subscriptions::create(
+            &tally,
+            &org,
+            SubscriptionInput {
+                external_customer_id: Some(customer.clone()),
+                plan_code: Some(plan),
+                external_id: Some(sub.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("subscription");
+        let mut writers = Vec::new();
+        for writer in 0..16 {
+            let (tally, org, metric, sub) = (tally.clone(), org.clone(), metric.clone(), sub.clone());
+            writers.push(tokio::spawn(async move {
+                for i in 0..10 {
+                    let input = EventInput {
+                        transaction_id: Some(json!(format!("{writer}-{i}"))),
+                        external_subscription_id: Some(json!(sub)),
+                        code: Some(json!(metric)),
+                        ..Default::default()
+                    };
+                    events::ingest(&tally, &org, &[input]).await.expect("ingest");
+                }
+            }));
+        }
+        for w in writers {
+            w.await.expect("writer");
+        }
+        let counted =
+            usage::current_usage(&tally, &org, &customer, &sub, false).await.expect("usage").charges[0].events_count;
+        (counted, store.conflicts())
+    }
+
+    let (counted_one, conflicts_one) = flood(1, "one").await;
+    let (counted_eight, conflicts_eight) = flood(8, "eight").await;
+    println!("16 writers × 10 events on one metric: {conflicts_one} retries on 1 state, {conflicts_eight} on 8");
+    assert_eq!((counted_one, counted_eight), (160, 160));
+    assert!(conflicts_eight * 2 < conflicts_one, "{conflicts_eight} vs {conflicts_one}");
+}

@@ -89,7 +89,14 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Usage states per bucket on DynamoDB, where concurrent writers share hot items.
+const AWS_USAGE_SHARDS: u32 = 8;
+
 async fn open(storage: &Storage, clock: Arc<dyn Clock>) -> anyhow::Result<Tally> {
+    let shards = match storage.backend {
+        Backend::Embedded => 1,
+        Backend::Aws => AWS_USAGE_SHARDS,
+    };
     let store: Arc<dyn Store> = match storage.backend {
         Backend::Embedded => Arc::new(
             SqliteStore::open(&storage.data_dir)
@@ -104,7 +111,7 @@ async fn open(storage: &Storage, clock: Arc<dyn Clock>) -> anyhow::Result<Tally>
             Arc::new(store)
         }
     };
-    Ok(Tally::new(store, clock))
+    Ok(Tally::new(store, clock).with_usage_shards(shards))
 }
 
 /// The API key: `TALLY_API_KEY` if set, else the one generated on first start (kept in the data

@@ -227,7 +227,7 @@ pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceR
     }
     for _ in 0..ATTEMPTS {
         let mut reads = Reads::start(tally, org).await?;
-        let mut deltas = Deltas::default();
+        let mut deltas = Deltas::new(tally.usage_shards);
         let mut writes = Vec::new();
         for (index, event) in records.iter_mut().enumerate() {
             match attribute(tally, org, &mut reads, &mut deltas, event).await? {
@@ -284,7 +284,7 @@ pub async fn attribute_pending(tally: &Tally, org: &Org, external_subscription_i
             return Ok(metered_total);
         }
         let mut reads = Reads::start(tally, org).await?;
-        let mut deltas = Deltas::default();
+        let mut deltas = Deltas::new(tally.usage_shards);
         let mut removals = Vec::new();
         for item in &page.items {
             let mut event: EventRecord = crate::records::decode(&item.value)?;

@@ -10,7 +10,7 @@
 //! | tax | `{org}#tax` | code |
 //! | customer | `{org}#customer` | external_id |
 //! | subscriptions of an external_id | `{org}#subscription` | external_id |
-//! | usage state | `{org}#usage#{subscription}` | `{period start ms, 15 digits}#{charge}#{bucket}` |
+//! | usage state (one of `usage_shards` per bucket) | `{org}#usage#{subscription}` | `{period start ms, 15 digits}#{charge}#{shard, 2 digits}#{bucket}` |
 //! | event waiting for a subscription or charge | `{org}#pending#{external_subscription_id}` | transaction_id |
 //! | billing marker (one per invoice) | `{org}#billed#{subscription}` | billing key |
 //! | invoice | `{org}#invoice` | lago_id (UUIDv7, so time-ordered) |
@@ -81,8 +81,8 @@ pub fn usage_period_prefix(period_start_ms: i64) -> String {
     format!("{period_start_ms:015}#")
 }
 
-pub fn usage(org: &str, subscription_id: &str, period_start_ms: i64, charge_id: &str, bucket: &str) -> Key {
-    Key::new(usage_partition(org, subscription_id), format!("{period_start_ms:015}#{charge_id}#{bucket}"))
+pub fn usage(org: &str, subscription_id: &str, period_start_ms: i64, charge_id: &str, shard: u32, bucket: &str) -> Key {
+    Key::new(usage_partition(org, subscription_id), format!("{period_start_ms:015}#{charge_id}#{shard:02}#{bucket}"))
 }
 
 pub fn pending_events(org: &str, external_subscription_id: &str) -> String {

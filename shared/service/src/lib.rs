@@ -40,6 +40,9 @@ pub struct Tally {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     cache: Arc<catalog_cache::CatalogCache>,
+    /// States per usage bucket: 1 on the embedded store (one writer), more where concurrent
+    /// writers would contend for one hot item (DynamoDB).
+    usage_shards: u32,
 }
 
 /// The organization a request acts for (from its API key).
@@ -47,7 +50,17 @@ pub type Org = OrganizationRecord;
 
 impl Tally {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, cache: Arc::new(catalog_cache::CatalogCache::default()) }
+        Self { store, clock, cache: Arc::new(catalog_cache::CatalogCache::default()), usage_shards: 1 }
+    }
+
+    /// Spreads each usage bucket over `shards` states (see [`Tally::usage_shards`]).
+    pub fn with_usage_shards(mut self, shards: u32) -> Self {
+        self.usage_shards = shards.clamp(1, 64);
+        self
+    }
+
+    pub fn usage_shards(&self) -> u32 {
+        self.usage_shards
     }
 
     pub fn now(&self) -> DateTime<Utc> {

@@ -141,13 +141,30 @@ pub enum Unmetered {
     MissingValue,
 }
 
+/// Which of `shards` states of a bucket an event goes to. Spreading one hot bucket over several
+/// items keeps concurrent writers (Lambdas ingesting one customer's flood) off each other's
+/// item; states merge, so readers sum the shards.
+fn shard_of(transaction_id: &str, shards: u32) -> u32 {
+    use std::hash::{Hash, Hasher};
+    if shards <= 1 {
+        return 0;
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    transaction_id.hash(&mut hasher);
+    u32::try_from(hasher.finish() % u64::from(shards)).unwrap_or(0)
+}
+
 /// Pre-aggregated deltas of a batch, one per usage state.
-#[derive(Default)]
 pub struct Deltas {
     states: HashMap<Key, (StoredUsage, PricingProperties)>,
+    shards: u32,
 }
 
 impl Deltas {
+    pub fn new(shards: u32) -> Self {
+        Self { states: HashMap::new(), shards: shards.max(1) }
+    }
+
     /// Folds an event into the deltas of every charge of the plan that meters its code.
     /// Returns how many charges metered it.
     pub fn add(
@@ -200,6 +217,7 @@ impl Deltas {
             &subscription.lago_id,
             period.start.timestamp_millis(),
             &charge.record.lago_id,
+            shard_of(&event.transaction_id, self.shards),
             &bucket_key(filter_id.as_deref(), &group),
         );
         let window = usage_window(schedules, period);

@@ -94,14 +94,36 @@ pub(crate) async fn price_period(
     loop {
         let page = tally.store.query(&query).await?;
         for item in &page.items {
-            let mut parts = item.key.sk.splitn(3, '#');
-            let (Some(start), Some(charge_id), Some(bucket)) = (parts.next(), parts.next(), parts.next()) else {
+            let mut parts = item.key.sk.splitn(4, '#');
+            let (Some(start), Some(charge_id), Some(_shard), Some(bucket)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
                 continue;
             };
             let key = (charge_id.to_owned(), bucket.to_owned());
             match start.cmp(&prefix[..prefix.len() - 1]) {
                 std::cmp::Ordering::Equal => {
-                    current.insert(key, decode_usage(&item.value)?);
+                    let state = decode_usage(&item.value)?;
+                    match current.get_mut(&key) {
+                        // Another shard of the same bucket: states merge.
+                        Some(existing) => {
+                            let properties = plan
+                                .charges
+                                .iter()
+                                .find(|c| c.record.lago_id == charge_id)
+                                .map(|c| bucket_pricing(c, existing.filter_id.as_deref()))
+                                .ok_or_else(|| {
+                                    ServiceError::Internal(format!("usage of unknown charge {charge_id}"))
+                                })?;
+                            existing
+                                .usage
+                                .merge(properties, &state.usage)
+                                .map_err(|e| ServiceError::Internal(format!("usage shards: {e}")))?;
+                        }
+                        None => {
+                            current.insert(key, state);
+                        }
+                    }
                 }
                 std::cmp::Ordering::Less => history.entry(key).or_default().push(decode_usage(&item.value)?),
                 std::cmp::Ordering::Greater => {}
@@ -145,6 +167,17 @@ pub(crate) async fn price_period(
         priced.push(price_charge(plan, charge, &span, &states, taxes));
     }
     Ok((Some(span), priced))
+}
+
+/// The pricing properties of a bucket: its filter's, or the charge's own.
+fn bucket_pricing<'c>(
+    charge: &'c CompiledCharge,
+    filter_id: Option<&str>,
+) -> &'c tally_domain::catalog::PricingProperties {
+    filter_id
+        .and_then(|id| charge.record.filters.iter().position(|f| f.lago_id == id))
+        .and_then(|i| charge.charge.filters.get(i))
+        .map_or(&charge.charge.properties, |f| &f.properties)
 }
 
 /// An empty state for a bucket seen in an earlier period (recurring metrics).

@@ -142,3 +142,36 @@ async fn a_catalog_change_made_by_another_process_reaches_ingestion() {
     let usage = usage::current_usage(&server, &org, "cust-elsewhere", "elsewhere", false).await.expect("usage");
     assert_eq!(usage.charges[0].events_count, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_bucket_spread_over_shards_still_sums_exactly() {
+    // Eight states per bucket (as on DynamoDB): 8 senders × 25 events into one bucket.
+    let dir = tempfile::tempdir().expect("dir");
+    let (tally, org) = setup(dir.path(), "2024-04-05T00:00:00Z").await;
+    let tally = tally.with_usage_shards(8);
+    let hot = subscriptions::create(&tally, &org, subscription("hot")).await.expect("subscription");
+    let mut senders = Vec::new();
+    for sender in 0..8 {
+        let (tally, org) = (tally.clone(), org.clone());
+        senders.push(tokio::spawn(async move {
+            for i in 0..25 {
+                events::ingest(&tally, &org, &[call(&format!("hot-{sender}-{i}"), "hot")]).await.expect("ingest");
+            }
+        }));
+    }
+    for s in senders {
+        s.await.expect("sender");
+    }
+    // 200 events hashed over 8 shards: every shard holds a state.
+    let partition = format!("{}#usage#{}", org.id, hot.lago_id);
+    let states = tally.store.query(&tally_store::Query::partition(partition)).await.expect("query");
+    assert_eq!(states.items.len(), 8);
+    let usage = usage::current_usage(&tally, &org, "cust-hot", "hot", false).await.expect("usage");
+    assert_eq!(usage.charges[0].events_count, 200);
+    assert_eq!(usage.amount_cents, 200 * 100); // 200 calls × 1.00
+                                               // And the month is invoiced from the merged shards.
+    let report = period_close::run(&tally, &org, at("2024-05-01T00:00:00Z")).await.expect("close");
+    assert_eq!(report.invoices_issued, 1);
+    let invoice = &invoices::list(&tally, &org, &Default::default()).await.expect("list")[0];
+    assert_eq!(invoice.fees_amount_cents, 1000 + 200 * 100); // subscription 10.00 + 200 calls
+}
