@@ -2,13 +2,9 @@
 //! delivers them, and a bad message fails alone.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use serde_json::json;
 use std::sync::Arc;
 use tally_function_ingest::handle;
-use tally_service::billable_metrics::{self, MetricInput};
-use tally_service::plans::{self, ChargeInput, PlanInput};
-use tally_service::subscriptions::{self, SubscriptionInput};
-use tally_service::{organizations, usage, FixedClock, Org, Tally};
+use tally_service::{organizations, testing, usage, FixedClock, Org, Tally};
 
 fn batch() -> SqsEvent {
     let path = format!("{}/../../events/sqs-batch.json", env!("CARGO_MANIFEST_DIR"));
@@ -19,51 +15,8 @@ async fn setup(dir: &std::path::Path) -> (Tally, Org) {
     let store = Arc::new(tally_store::SqliteStore::open(dir).expect("store"));
     let tally = Tally::new(store, Arc::new(FixedClock::new("2024-04-05T00:00:00Z".parse().expect("time"))));
     let org = organizations::bootstrap(&tally, "Acme", Some("k".into())).await.expect("org").organization;
-    billable_metrics::create(
-        &tally,
-        &org,
-        MetricInput {
-            name: Some("Calls".into()),
-            code: Some("calls".into()),
-            aggregation_type: Some("count_agg".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("metric");
-    plans::create(
-        &tally,
-        &org,
-        PlanInput {
-            name: Some("P".into()),
-            code: Some("p".into()),
-            interval: Some("monthly".into()),
-            amount_cents: Some(0),
-            amount_currency: Some("USD".into()),
-            charges: Some(vec![ChargeInput {
-                billable_metric_code: Some("calls".into()),
-                charge_model: Some("standard".into()),
-                properties: Some(json!({"amount": "1"})),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("plan");
-    subscriptions::create(
-        &tally,
-        &org,
-        SubscriptionInput {
-            external_customer_id: Some("cust-q".into()),
-            plan_code: Some("p".into()),
-            external_id: Some("sub-q".into()),
-            subscription_at: Some("2024-04-01T00:00:00Z".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("subscription");
+    testing::counting_plan(&tally, &org, "calls", "p", 0, "1").await.expect("catalog");
+    testing::subscribe(&tally, &org, "cust-q", "p", "sub-q", Some("2024-04-01T00:00:00Z")).await.expect("subscription");
     (tally, org)
 }
 

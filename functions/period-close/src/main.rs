@@ -8,12 +8,8 @@ use tally_service::{organizations, SystemClock, Tally};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tracing_subscriber::fmt().with_ansi(false).with_target(false).without_time().init();
-    let config = tally_aws::load_config().await;
-    let table = std::env::var("TALLY_DYNAMODB_TABLE").unwrap_or_else(|_| "tally".into());
-    let store = tally_aws::DynamoStore::new(tally_aws::dynamodb_client(&config), table);
-    // Usage states per bucket: several, so concurrent invocations do not contend for one item.
-    let shards = std::env::var("TALLY_USAGE_SHARDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
-    let tally = Tally::new(Arc::new(store), Arc::new(SystemClock)).with_usage_shards(shards);
+    let setup = tally_aws::LambdaSetup::from_env().await;
+    let tally = Tally::new(Arc::new(setup.store), Arc::new(SystemClock)).with_usage_shards(setup.usage_shards);
     let org = organizations::bootstrap(&tally, "tally", None).await?.organization;
     let (tally, org) = (&tally, &org);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Task>| async move {

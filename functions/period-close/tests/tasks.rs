@@ -4,10 +4,7 @@
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tally_function_period_close::{run, Task};
-use tally_service::billable_metrics::{self, MetricInput};
-use tally_service::plans::{self, ChargeInput, PlanInput};
-use tally_service::subscriptions::{self, SubscriptionInput};
-use tally_service::{invoices, organizations, FixedClock, Org, Tally};
+use tally_service::{invoices, organizations, testing, FixedClock, Org, Tally};
 
 fn fixture(name: &str) -> Task {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -18,51 +15,11 @@ async fn setup(dir: &std::path::Path) -> (Tally, Org) {
     let store = Arc::new(tally_store::SqliteStore::open(dir).expect("store"));
     let tally = Tally::new(store, Arc::new(FixedClock::new("2024-04-01T00:00:00Z".parse().expect("time"))));
     let org = organizations::bootstrap(&tally, "Acme", Some("k".into())).await.expect("org").organization;
-    billable_metrics::create(
-        &tally,
-        &org,
-        MetricInput {
-            name: Some("Calls".into()),
-            code: Some("calls".into()),
-            aggregation_type: Some("count_agg".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("metric");
-    plans::create(
-        &tally,
-        &org,
-        PlanInput {
-            name: Some("P".into()),
-            code: Some("p".into()),
-            interval: Some("monthly".into()),
-            amount_cents: Some(1000),
-            amount_currency: Some("USD".into()),
-            charges: Some(vec![ChargeInput {
-                billable_metric_code: Some("calls".into()),
-                charge_model: Some("standard".into()),
-                properties: Some(json!({"amount": "1"})),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("plan");
+    testing::counting_plan(&tally, &org, "calls", "p", 1000, "1").await.expect("catalog");
     for i in 0..3 {
-        subscriptions::create(
-            &tally,
-            &org,
-            SubscriptionInput {
-                external_customer_id: Some(format!("cust-{i}")),
-                plan_code: Some("p".into()),
-                external_id: Some(format!("sub-{i}")),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("subscription");
+        testing::subscribe(&tally, &org, &format!("cust-{i}"), "p", &format!("sub-{i}"), None)
+            .await
+            .expect("subscription");
     }
     (tally, org)
 }

@@ -18,3 +18,20 @@ pub fn dynamodb_client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Clie
     let conf = aws_sdk_dynamodb::config::Builder::from(config).retry_config(retries).build();
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
+
+/// What a Lambda reads from its environment: the DynamoDB store (`TALLY_DYNAMODB_TABLE`,
+/// default `tally`) and the usage shards per bucket (`TALLY_USAGE_SHARDS`, default 8, so
+/// concurrent invocations do not contend for one item).
+pub struct LambdaSetup {
+    pub store: DynamoStore,
+    pub usage_shards: u32,
+}
+
+impl LambdaSetup {
+    pub async fn from_env() -> Self {
+        let config = load_config().await;
+        let table = std::env::var("TALLY_DYNAMODB_TABLE").unwrap_or_else(|_| "tally".into());
+        let usage_shards = std::env::var("TALLY_USAGE_SHARDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+        Self { store: DynamoStore::new(dynamodb_client(&config), table), usage_shards }
+    }
+}

@@ -68,59 +68,14 @@ async fn a_batch_beyond_one_transaction_is_refused_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_units_per_event() {
     use serde_json::json;
-    use tally_service::billable_metrics::{self, MetricInput};
     use tally_service::events::{self, EventInput};
-    use tally_service::plans::{self, ChargeInput, PlanInput};
-    use tally_service::subscriptions::{self, SubscriptionInput};
-    use tally_service::{organizations, SystemClock, Tally};
+    use tally_service::{organizations, testing, SystemClock, Tally};
     let store = Arc::new(store().await);
     let tally = Tally::new(store.clone(), Arc::new(SystemClock));
     let org_key = format!("wru-{}", std::process::id());
     let org = organizations::bootstrap(&tally, "Acme", Some(org_key)).await.expect("org").organization;
-    billable_metrics::create(
-        &tally,
-        &org,
-        MetricInput {
-            name: Some("Calls".into()),
-            code: Some("wru_calls".into()),
-            aggregation_type: Some("count_agg".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("metric");
-    plans::create(
-        &tally,
-        &org,
-        PlanInput {
-            name: Some("P".into()),
-            code: Some("wru_plan".into()),
-            interval: Some("monthly".into()),
-            amount_cents: Some(0),
-            amount_currency: Some("USD".into()),
-            charges: Some(vec![ChargeInput {
-                billable_metric_code: Some("wru_calls".into()),
-                charge_model: Some("standard".into()),
-                properties: Some(json!({"amount": "0.001"})),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("plan");
-    subscriptions::create(
-        &tally,
-        &org,
-        SubscriptionInput {
-            external_customer_id: Some("wru-customer".into()),
-            plan_code: Some("wru_plan".into()),
-            external_id: Some("wru-sub".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("subscription");
+    testing::counting_plan(&tally, &org, "wru_calls", "wru_plan", 0, "0.001").await.expect("catalog");
+    testing::subscribe(&tally, &org, "wru-customer", "wru_plan", "wru-sub", None).await.expect("subscription");
     let mut next = 0;
     let mut per_event = Vec::new();
     for batch in [1usize, 10, 30] {
@@ -153,11 +108,8 @@ async fn write_units_per_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hot_metric_spread_over_shards_contends_less() {
     use serde_json::json;
-    use tally_service::billable_metrics::{self, MetricInput};
     use tally_service::events::{self, EventInput};
-    use tally_service::plans::{self, ChargeInput, PlanInput};
-    use tally_service::subscriptions::{self, SubscriptionInput};
-    use tally_service::{organizations, usage, SystemClock, Tally};
+    use tally_service::{organizations, testing, usage, SystemClock, Tally};
 
     async fn flood(shards: u32, run: &str) -> (u64, u64) {
         let store = Arc::new(store().await);
@@ -167,52 +119,10 @@ async fn a_hot_metric_spread_over_shards_contends_less() {
             .expect("org")
             .organization;
         let metric = format!("hot_{run}");
-        billable_metrics::create(
-            &tally,
-            &org,
-            MetricInput {
-                name: Some("Hot".into()),
-                code: Some(metric.clone()),
-                aggregation_type: Some("count_agg".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("metric");
         let plan = format!("hot_plan_{run}");
-        plans::create(
-            &tally,
-            &org,
-            PlanInput {
-                name: Some("P".into()),
-                code: Some(plan.clone()),
-                interval: Some("monthly".into()),
-                amount_cents: Some(0),
-                amount_currency: Some("USD".into()),
-                charges: Some(vec![ChargeInput {
-                    billable_metric_code: Some(metric.clone()),
-                    charge_model: Some("standard".into()),
-                    properties: Some(json!({"amount": "1"})),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("plan");
+        testing::counting_plan(&tally, &org, &metric, &plan, 0, "1").await.expect("catalog");
         let (customer, sub) = (format!("hot-customer-{run}"), format!("hot-sub-{run}"));
-        subscriptions::create(
-            &tally,
-            &org,
-            SubscriptionInput {
-                external_customer_id: Some(customer.clone()),
-                plan_code: Some(plan),
-                external_id: Some(sub.clone()),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("subscription");
+        testing::subscribe(&tally, &org, &customer, &plan, &sub, None).await.expect("subscription");
         let mut writers = Vec::new();
         for writer in 0..16 {
             let (tally, org, metric, sub) = (tally.clone(), org.clone(), metric.clone(), sub.clone());

@@ -9,7 +9,7 @@
 //! event parked or metered twice: the batch fails, and is attributed again.
 
 use crate::catalog_cache::Epoch;
-use crate::metering::{Deltas, EventRecord, Unmetered};
+use crate::metering::{Deltas, EventRecord, ExpressionFailed};
 use crate::records::{CompiledPlan, SubscriptionHistory};
 use crate::{keys, new_id, put, unchanged, Org, PageRequest, Paged, ServiceError, ServiceResult, Tally};
 use chrono::{DateTime, Utc};
@@ -191,7 +191,7 @@ async fn attribute(
     reads: &mut Reads,
     deltas: &mut Deltas,
     event: &mut EventRecord,
-) -> ServiceResult<Result<Attribution, Unmetered>> {
+) -> ServiceResult<Result<Attribution, ExpressionFailed>> {
     let history = reads.subscription(tally, org, &event.external_subscription_id).await?;
     let Some(subscription) = history.covering(event.timestamp) else {
         return Ok(Ok(Attribution::Parked));
@@ -237,7 +237,7 @@ pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceR
                     event,
                     Condition::None,
                 )?),
-                Err(Unmetered::Expression) | Err(Unmetered::MissingValue) => {
+                Err(ExpressionFailed) => {
                     invalid.insert(index, ValidationErrors::single("properties", "invalid_expression"));
                 }
             }

@@ -17,6 +17,7 @@ pub mod plans;
 pub mod records;
 pub mod subscriptions;
 pub mod taxes;
+pub mod testing;
 pub mod usage;
 
 mod catalog_cache;
@@ -143,14 +144,5 @@ impl<T> Paged<T> {
         let total_count = all.len();
         let items = all.into_iter().skip((page - 1) * per_page).take(per_page).collect();
         Self { items, current_page: page, total_pages: total_count.div_ceil(per_page), total_count }
-    }
-
-    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Paged<U> {
-        Paged {
-            items: self.items.into_iter().map(f).collect(),
-            current_page: self.current_page,
-            total_pages: self.total_pages,
-            total_count: self.total_count,
-        }
     }
 }

@@ -104,6 +104,7 @@ pub struct StoredUsage {
 }
 
 /// The plan's schedule and the schedule its charges follow.
+#[derive(Clone, Copy)]
 pub struct Schedules {
     pub plan: BillingSchedule,
     pub charges: BillingSchedule,
@@ -133,13 +134,10 @@ fn bucket_key(filter_id: Option<&str>, group: &[Option<String>]) -> String {
     format!("{}|{group}", filter_id.unwrap_or("-"))
 }
 
-/// Why an event could not be metered for a charge.
-pub enum Unmetered {
-    /// The metric's expression failed on the event: the ingest answers 422.
-    Expression,
-    /// The event lacks the metric's field (Lago accepts it and reports it later).
-    MissingValue,
-}
+/// The metric's expression failed on the event: the ingest answers 422. (An event that merely
+/// lacks the metric's field is accepted and not metered, as Lago does.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpressionFailed;
 
 /// Which of `shards` states of a bucket an event goes to. Spreading one hot bucket over several
 /// items keeps concurrent writers (Lambdas ingesting one customer's flood) off each other's
@@ -158,11 +156,13 @@ fn shard_of(transaction_id: &str, shards: u32) -> u32 {
 pub struct Deltas {
     states: HashMap<Key, (StoredUsage, PricingProperties)>,
     shards: u32,
+    /// Schedules by subscription, computed once per batch rather than once per event.
+    schedules: HashMap<String, Schedules>,
 }
 
 impl Deltas {
     pub fn new(shards: u32) -> Self {
-        Self { states: HashMap::new(), shards: shards.max(1) }
+        Self { states: HashMap::new(), shards: shards.max(1), schedules: HashMap::new() }
     }
 
     /// Folds an event into the deltas of every charge of the plan that meters its code.
@@ -173,14 +173,13 @@ impl Deltas {
         subscription: &SubscriptionRecord,
         plan: &CompiledPlan,
         event: &EventRecord,
-    ) -> Result<usize, Unmetered> {
-        let schedules = schedules(subscription, plan);
+    ) -> Result<usize, ExpressionFailed> {
+        let schedules =
+            *self.schedules.entry(subscription.lago_id.clone()).or_insert_with(|| schedules(subscription, plan));
         let mut metered = 0;
         for charge in plan.charges_for_code(&event.code) {
-            match self.add_for_charge(org, subscription, &schedules, charge, event) {
-                Ok(()) => metered += 1,
-                Err(Unmetered::MissingValue) => {}
-                Err(other) => return Err(other),
+            if self.add_for_charge(org, subscription, &schedules, charge, event)? {
+                metered += 1;
             }
         }
         Ok(metered)
@@ -193,24 +192,21 @@ impl Deltas {
         schedules: &Schedules,
         charge: &CompiledCharge,
         event: &EventRecord,
-    ) -> Result<(), Unmetered> {
+    ) -> Result<bool, ExpressionFailed> {
         let input = EventInput {
             code: &event.code,
             timestamp_ms: event.timestamp.timestamp_millis(),
             properties: &event.properties,
             precise_total_amount_cents: event.precise_total_amount_cents,
         };
-        let measurement = measure(&charge.metric, &input).map_err(|e| match e {
-            MeasureError::Expression(_) => Unmetered::Expression,
-            _ => Unmetered::MissingValue,
-        })?;
+        let measurement = match measure(&charge.metric, &input) {
+            Ok(m) => m,
+            Err(MeasureError::Expression(_)) => return Err(ExpressionFailed),
+            Err(_) => return Ok(false),
+        };
         let filter_index = matching_filter(&charge.charge.filters, &event.properties);
         let filter_id = filter_index.and_then(|i| charge.record.filters.get(i)).map(|f| f.lago_id.clone());
         let group = pricing_group(&charge.charge.pricing_group_keys, &event.properties);
-        let properties = filter_index
-            .and_then(|i| charge.charge.filters.get(i))
-            .map_or(&charge.charge.properties, |f| &f.properties)
-            .clone();
         let period = schedules.charges.period_at(event.timestamp);
         let key = keys::usage(
             org,
@@ -220,13 +216,13 @@ impl Deltas {
             shard_of(&event.transaction_id, self.shards),
             &bucket_key(filter_id.as_deref(), &group),
         );
-        let window = usage_window(schedules, period);
-        let (state, props) = self.states.entry(key).or_insert_with(|| {
-            let usage = ChargeUsage::new(&charge.metric, &properties, window);
-            (StoredUsage { filter_id, group, usage }, properties.clone())
+        let (state, properties) = self.states.entry(key).or_insert_with(|| {
+            let properties = charge.pricing(filter_index).clone();
+            let usage = ChargeUsage::new(&charge.metric, &properties, usage_window(schedules, period));
+            (StoredUsage { filter_id, group, usage }, properties)
         });
-        state.usage.fold(props, &measurement);
-        Ok(())
+        state.usage.fold(properties, &measurement);
+        Ok(true)
     }
 
     /// Store merges: each decodes the stored state (if any), merges the delta, encodes.

@@ -111,7 +111,7 @@ pub(crate) async fn price_period(
                                 .charges
                                 .iter()
                                 .find(|c| c.record.lago_id == charge_id)
-                                .map(|c| bucket_pricing(c, existing.filter_id.as_deref()))
+                                .map(|c| c.pricing(c.filter_index(existing.filter_id.as_deref())))
                                 .ok_or_else(|| {
                                     ServiceError::Internal(format!("usage of unknown charge {charge_id}"))
                                 })?;
@@ -169,28 +169,13 @@ pub(crate) async fn price_period(
     Ok((Some(span), priced))
 }
 
-/// The pricing properties of a bucket: its filter's, or the charge's own.
-fn bucket_pricing<'c>(
-    charge: &'c CompiledCharge,
-    filter_id: Option<&str>,
-) -> &'c tally_domain::catalog::PricingProperties {
-    filter_id
-        .and_then(|id| charge.record.filters.iter().position(|f| f.lago_id == id))
-        .and_then(|i| charge.charge.filters.get(i))
-        .map_or(&charge.charge.properties, |f| &f.properties)
-}
-
 /// An empty state for a bucket seen in an earlier period (recurring metrics).
 fn empty_like(
     charge: &CompiledCharge,
     seen: Option<&StoredUsage>,
     window: tally_domain::aggregation::Window,
 ) -> StoredUsage {
-    let filter_index = seen
-        .and_then(|s| s.filter_id.as_ref())
-        .and_then(|id| charge.record.filters.iter().position(|f| &f.lago_id == id));
-    let properties =
-        filter_index.and_then(|i| charge.charge.filters.get(i)).map_or(&charge.charge.properties, |f| &f.properties);
+    let properties = charge.pricing(charge.filter_index(seen.and_then(|s| s.filter_id.as_deref())));
     StoredUsage {
         filter_id: seen.and_then(|s| s.filter_id.clone()),
         group: seen.map(|s| s.group.clone()).unwrap_or_default(),

@@ -4,11 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::sync::Arc;
-use tally_service::billable_metrics::{self, MetricInput};
 use tally_service::events::{self, EventInput};
-use tally_service::plans::{self, ChargeInput, PlanInput};
-use tally_service::subscriptions::{self, SubscriptionInput};
-use tally_service::{invoices, organizations, period_close, usage, FixedClock, Org, Tally};
+use tally_service::records::SubscriptionRecord;
+use tally_service::{invoices, organizations, period_close, testing, usage, FixedClock, Org, Tally};
 use tally_store::SqliteStore;
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -19,49 +17,15 @@ async fn setup(dir: &std::path::Path, now: &str) -> (Tally, Org) {
     let store = Arc::new(SqliteStore::open(dir).expect("store"));
     let tally = Tally::new(store, Arc::new(FixedClock::new(at(now))));
     let org = organizations::bootstrap(&tally, "Acme", Some("k".into())).await.expect("org").organization;
-    billable_metrics::create(
-        &tally,
-        &org,
-        MetricInput {
-            name: Some("Calls".into()),
-            code: Some("calls".into()),
-            aggregation_type: Some("count_agg".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("metric");
-    plans::create(
-        &tally,
-        &org,
-        PlanInput {
-            name: Some("P".into()),
-            code: Some("p".into()),
-            interval: Some("monthly".into()),
-            amount_cents: Some(1000),
-            amount_currency: Some("USD".into()),
-            charges: Some(vec![ChargeInput {
-                billable_metric_code: Some("calls".into()),
-                charge_model: Some("standard".into()),
-                properties: Some(json!({"amount": "1"})),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("plan");
+    testing::counting_plan(&tally, &org, "calls", "p", 1000, "1").await.expect("catalog");
     (tally, org)
 }
 
-fn subscription(external_id: &str) -> SubscriptionInput {
-    SubscriptionInput {
-        external_customer_id: Some(format!("cust-{external_id}")),
-        plan_code: Some("p".into()),
-        external_id: Some(external_id.into()),
-        subscription_at: Some("2024-04-01T00:00:00Z".into()),
-        ..Default::default()
-    }
+/// Subscribes `cust-{external_id}` to plan `p` from April 1st, 2024.
+async fn subscribe(tally: &Tally, org: &Org, external_id: &str) -> SubscriptionRecord {
+    testing::subscribe(tally, org, &format!("cust-{external_id}"), "p", external_id, Some("2024-04-01T00:00:00Z"))
+        .await
+        .expect("subscription")
 }
 
 fn call(tx: &str, sub: &str) -> EventInput {
@@ -79,7 +43,7 @@ async fn concurrent_closers_issue_one_invoice_per_period() {
     let dir = tempfile::tempdir().expect("dir");
     let (tally, org) = setup(dir.path(), "2024-04-01T00:00:00Z").await;
     for i in 0..5 {
-        subscriptions::create(&tally, &org, subscription(&format!("s{i}"))).await.expect("subscription");
+        subscribe(&tally, &org, &format!("s{i}")).await;
     }
     // Eight closers at once, as the scheduler, `tally bill` and retries might: 5 subscriptions ×
     // 3 ended months (April, May, June) = 15 invoices, never more.
@@ -118,7 +82,7 @@ async fn events_racing_the_subscription_creation_count_exactly_once() {
         }));
     }
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    subscriptions::create(&tally, &org, subscription("racy")).await.expect("subscription");
+    subscribe(&tally, &org, "racy").await;
     for s in senders {
         s.await.expect("sender");
     }
@@ -136,7 +100,7 @@ async fn a_catalog_change_made_by_another_process_reaches_ingestion() {
     // The server learns (and caches) that "elsewhere" has no subscription: the event is parked.
     events::ingest(&server, &org, &[call("e-1", "elsewhere")]).await.expect("ingest");
     // The other process creates it; its sweep meters the parked event.
-    subscriptions::create(&other, &org, subscription("elsewhere")).await.expect("subscription");
+    subscribe(&other, &org, "elsewhere").await;
     // The server's cached "no subscription" must not park this one: it is metered directly.
     events::ingest(&server, &org, &[call("e-2", "elsewhere")]).await.expect("ingest");
     let usage = usage::current_usage(&server, &org, "cust-elsewhere", "elsewhere", false).await.expect("usage");
@@ -149,7 +113,7 @@ async fn a_hot_bucket_spread_over_shards_still_sums_exactly() {
     let dir = tempfile::tempdir().expect("dir");
     let (tally, org) = setup(dir.path(), "2024-04-05T00:00:00Z").await;
     let tally = tally.with_usage_shards(8);
-    let hot = subscriptions::create(&tally, &org, subscription("hot")).await.expect("subscription");
+    let hot = subscribe(&tally, &org, "hot").await;
     let mut senders = Vec::new();
     for sender in 0..8 {
         let (tally, org) = (tally.clone(), org.clone());

@@ -95,6 +95,21 @@ pub struct CompiledPlan {
     pub charges: Vec<CompiledCharge>,
 }
 
+impl CompiledCharge {
+    /// Index of the charge filter with this `lago_id` (`None`: events matching no filter).
+    pub fn filter_index(&self, filter_id: Option<&str>) -> Option<usize> {
+        filter_id.and_then(|id| self.record.filters.iter().position(|f| f.lago_id == id))
+    }
+
+    /// The pricing of a bucket: its filter's properties, or the charge's own.
+    pub fn pricing(&self, filter_index: Option<usize>) -> &tally_domain::catalog::PricingProperties {
+        tally_domain::invoice::bucket_properties(
+            &self.charge,
+            &tally_domain::invoice::UsageBucket { filter: filter_index, group: Vec::new() },
+        )
+    }
+}
+
 impl CompiledPlan {
     /// Charges that meter events of this code.
     pub fn charges_for_code<'a>(&'a self, code: &'a str) -> impl Iterator<Item = &'a CompiledCharge> + 'a {
