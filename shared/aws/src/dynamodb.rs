@@ -1,11 +1,13 @@
 //! The storage port on DynamoDB: one on-demand table, keys `pk`/`sk` (strings), the value in
-//! `v` (binary) and the item version in `ver` (number).
+//! `v` (binary) and the item version in `ver` (number). No secondary index: every write costs
+//! exactly the units of the items it writes.
 //!
 //! Events: one item per event, `pk = {org}#txn#{transaction_id}`, `sk = {external_subscription_id}`,
 //! written with `attribute_not_exists(pk)`: the item is both the log entry and the dedupe
-//! marker, so a duplicate is refused by DynamoDB itself. A global secondary index
-//! (`events_by_arrival`: `gpk = {org}#events`, `gsk` = arrival time) lists an organization's
-//! events newest first.
+//! marker, so a duplicate is refused by DynamoDB itself. Each append also writes one arrival
+//! record (`pk = {org}#arrivals#{shard}`, `sk` = arrival time): the batch's event keys, codes
+//! and timestamps, which `list_events` reads newest first (spread over [`ARRIVAL_SHARDS`]
+//! partitions so no partition takes every append of a busy organization).
 //!
 //! Every write that must be atomic is one `TransactWriteItems` (at most 100 items). Usage merges
 //! are optimistic: read the state, merge, write it back on condition that its version did not
@@ -17,20 +19,27 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, KeySchemaElement, KeyType,
+    KeysAndAttributes, Put, ScalarAttributeType, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where an appended event is, as its batch's arrival record lists it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Arrived(String, String, String, i64);
 use tally_store::{
     AppendOutcome, Condition, EventBatch, EventFilter, Item, Key, LoggedEvent, Page, Query, Store, StoreError,
     StoreResult, Write, MAX_PAGE, MAX_TRANSACTION_WRITES,
 };
 
-/// The index listing an organization's events by arrival.
-pub const EVENTS_INDEX: &str = "events_by_arrival";
+/// Partitions an organization's arrival records are spread over.
+pub const ARRIVAL_SHARDS: u32 = 8;
+
+/// Keys one `BatchGetItem` reads at most.
+const BATCH_GET: usize = 100;
 
 /// Attempts at a batch whose usage states moved under it (with jittered backoff between them).
 const MERGE_ATTEMPTS: u32 = 40;
@@ -50,7 +59,6 @@ type Attributes = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     table: String,
-    arrivals: std::sync::Arc<AtomicU64>,
     write_units: std::sync::Arc<AtomicU64>,
     conflicts: std::sync::Arc<AtomicU64>,
 }
@@ -139,6 +147,10 @@ fn to_event(attributes: &Attributes) -> StoreResult<LoggedEvent> {
     })
 }
 
+fn arrivals_partition(organization_id: &str, shard: u32) -> String {
+    format!("{organization_id}#arrivals#{shard:02}")
+}
+
 fn event_key(organization_id: &str, transaction_id: &str, external_subscription_id: &str) -> Key {
     Key::new(format!("{organization_id}#txn#{transaction_id}"), external_subscription_id)
 }
@@ -157,7 +169,6 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
-            arrivals: std::sync::Arc::new(AtomicU64::new(0)),
             write_units: std::sync::Arc::new(AtomicU64::new(0)),
             conflicts: std::sync::Arc::new(AtomicU64::new(0)),
         }
@@ -174,7 +185,7 @@ impl DynamoStore {
         self.write_units.load(Ordering::Relaxed)
     }
 
-    /// Creates the table (on demand, with the events index) unless it exists.
+    /// Creates the table (on demand) unless it exists.
     pub async fn create_table_if_missing(&self) -> StoreResult<()> {
         let exists = self.client.describe_table().table_name(&self.table).send().await;
         if exists.is_ok() {
@@ -190,13 +201,6 @@ impl DynamoStore {
         let key = |name: &str, kind: KeyType| {
             KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(unavailable)
         };
-        let index = GlobalSecondaryIndex::builder()
-            .index_name(EVENTS_INDEX)
-            .key_schema(key("gpk", KeyType::Hash)?)
-            .key_schema(key("gsk", KeyType::Range)?)
-            .projection(Projection::builder().projection_type(ProjectionType::All).build())
-            .build()
-            .map_err(unavailable)?;
         let created = self
             .client
             .create_table()
@@ -204,11 +208,8 @@ impl DynamoStore {
             .billing_mode(BillingMode::PayPerRequest)
             .attribute_definitions(attribute("pk")?)
             .attribute_definitions(attribute("sk")?)
-            .attribute_definitions(attribute("gpk")?)
-            .attribute_definitions(attribute("gsk")?)
             .key_schema(key("pk", KeyType::Hash)?)
             .key_schema(key("sk", KeyType::Range)?)
-            .global_secondary_indexes(index)
             .send()
             .await;
         match created {
@@ -268,8 +269,6 @@ impl DynamoStore {
 
     fn event_item(&self, event: &LoggedEvent) -> StoreResult<TransactWriteItem> {
         let key = event_key(&event.organization_id, &event.transaction_id, &event.external_subscription_id);
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        let arrival = format!("{now_ms:015}#{:012}#{}", self.arrivals.fetch_add(1, Ordering::Relaxed), key.pk);
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(HashMap::from([
@@ -281,13 +280,75 @@ impl DynamoStore {
                 ("tx".to_owned(), s(&event.transaction_id)),
                 ("code".to_owned(), s(&event.code)),
                 ("ts".to_owned(), AttributeValue::N(event.timestamp_ms.to_string())),
-                ("gpk".to_owned(), s(format!("{}#events", event.organization_id))),
-                ("gsk".to_owned(), s(arrival)),
             ])))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(unavailable)?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The arrival record of a batch: its events' keys in order, under a fresh sort key (a
+    /// conditional put, so a collision retries rather than overwrites).
+    fn arrival_item(&self, events: &[LoggedEvent]) -> StoreResult<TransactWriteItem> {
+        use rand::Rng;
+        let Some(first) = events.first() else {
+            return Err(StoreError::Backend("an arrival record needs events".into()));
+        };
+        let mut rng = rand::rng();
+        let shard = rng.random_range(0..ARRIVAL_SHARDS);
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let sk = format!("{now_ms:015}#{:016x}", rng.random::<u64>());
+        let arrived: Vec<Arrived> = events
+            .iter()
+            .map(|e| {
+                Arrived(e.external_subscription_id.clone(), e.transaction_id.clone(), e.code.clone(), e.timestamp_ms)
+            })
+            .collect();
+        let value = serde_json::to_vec(&arrived).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(HashMap::from([
+                ("pk".to_owned(), s(arrivals_partition(&first.organization_id, shard))),
+                ("sk".to_owned(), s(sk)),
+                ("v".to_owned(), AttributeValue::B(Blob::new(value))),
+                ("ver".to_owned(), AttributeValue::N("1".into())),
+            ])))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Reads items by key (consistent), in any order, following unprocessed keys.
+    async fn batch_get(&self, keys: Vec<Key>) -> StoreResult<Vec<Attributes>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET) {
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.iter().map(key_attributes).collect()))
+                .consistent_read(true)
+                .build()
+                .map_err(unavailable)?;
+            for attempt in 0..MERGE_ATTEMPTS {
+                if attempt > 0 {
+                    back_off(attempt).await;
+                }
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request.clone())
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                if let Some(items) = output.responses().and_then(|r| r.get(&self.table)) {
+                    found.extend(items.iter().cloned());
+                }
+                match output.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    Some(rest) if !rest.keys().is_empty() => request = rest.clone(),
+                    _ => break,
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Sends one transaction; on cancellation, returns the index and code of the first failed item.
@@ -391,6 +452,12 @@ impl Store for DynamoStore {
         if !repeated.is_empty() {
             return Ok(AppendOutcome::Duplicates(repeated));
         }
+        // Events, their arrival record, the other writes and the merges: one transaction.
+        let arrival = usize::from(!batch.events.is_empty());
+        let items = batch.events.len() + arrival + batch.writes.len() + batch.usage.len();
+        if items > MAX_TRANSACTION_WRITES {
+            return Err(StoreError::TooManyWrites(items));
+        }
         for attempt in 0..MERGE_ATTEMPTS {
             if attempt > 0 {
                 back_off(attempt).await;
@@ -407,6 +474,9 @@ impl Store for DynamoStore {
             let mut items = batch.events.iter().map(|e| self.event_item(e)).collect::<StoreResult<Vec<_>>>()?;
             for write in batch.writes.iter().chain(&merges) {
                 items.push(self.transact_item(write)?);
+            }
+            if arrival > 0 {
+                items.push(self.arrival_item(&batch.events)?);
             }
             match self.send(items).await? {
                 Ok(()) => return Ok(AppendOutcome::Appended),
@@ -464,6 +534,17 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn events_exist(&self, organization_id: &str, keys: &[(String, String)]) -> StoreResult<Vec<bool>> {
+        let wanted: Vec<Key> = keys.iter().map(|(sub, tx)| event_key(organization_id, tx, sub)).collect();
+        let found: HashSet<Key> = self
+            .batch_get(wanted.clone())
+            .await?
+            .iter()
+            .map(|item| Ok(Key::new(text(item, "pk")?, text(item, "sk")?)))
+            .collect::<StoreResult<_>>()?;
+        Ok(wanted.iter().map(|k| found.contains(k)).collect())
+    }
+
     async fn list_events(
         &self,
         organization_id: &str,
@@ -471,41 +552,44 @@ impl Store for DynamoStore {
         offset: usize,
         limit: usize,
     ) -> StoreResult<(Vec<LoggedEvent>, u64)> {
-        // Not a hot path: pages through the organization's arrival index, filtering as it goes.
-        let mut matched = 0u64;
-        let mut page = Vec::new();
-        let mut start: Option<Attributes> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(EVENTS_INDEX)
-                .key_condition_expression("gpk = :gpk")
-                .expression_attribute_values(":gpk", s(format!("{organization_id}#events")))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in output.items() {
-                let event = to_event(item)?;
-                let keep =
-                    filter.external_subscription_id.as_ref().is_none_or(|s| s == &event.external_subscription_id)
-                        && filter.code.as_ref().is_none_or(|c| c == &event.code)
-                        && filter.timestamp_from_ms.is_none_or(|from| event.timestamp_ms >= from)
-                        && filter.timestamp_to_ms.is_none_or(|to| event.timestamp_ms <= to);
-                if keep {
-                    if matched as usize >= offset && page.len() < limit {
-                        page.push(event);
-                    }
-                    matched += 1;
+        // Not a hot path: reads every arrival record of the organization (small: keys only),
+        // filters, and fetches the events of the page.
+        let mut arrived: Vec<(String, usize, Arrived)> = Vec::new();
+        for shard in 0..ARRIVAL_SHARDS {
+            let mut query = Query::partition(arrivals_partition(organization_id, shard));
+            loop {
+                let page = self.query(&query).await?;
+                for item in &page.items {
+                    let batch: Vec<Arrived> =
+                        serde_json::from_slice(&item.value).map_err(|e| StoreError::Backend(e.to_string()))?;
+                    arrived.extend(batch.into_iter().enumerate().map(|(i, a)| (item.key.sk.clone(), i, a)));
+                }
+                match page.next {
+                    Some(next) => query.after = Some(next),
+                    None => break,
                 }
             }
-            match output.last_evaluated_key() {
-                Some(key) => start = Some(key.clone()),
-                None => return Ok((page, matched)),
-            }
         }
+        arrived.retain(|(_, _, Arrived(sub, _, code, ts))| {
+            filter.external_subscription_id.as_ref().is_none_or(|s| s == sub)
+                && filter.code.as_ref().is_none_or(|c| c == code)
+                && filter.timestamp_from_ms.is_none_or(|from| *ts >= from)
+                && filter.timestamp_to_ms.is_none_or(|to| *ts <= to)
+        });
+        // Newest batch first; within a batch, the later event first.
+        arrived.sort_by(|a, b| (&b.0, b.1).cmp(&(&a.0, a.1)));
+        let total = arrived.len() as u64;
+        let keys: Vec<Key> = arrived
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(_, _, Arrived(sub, tx, _, _))| event_key(organization_id, tx, sub))
+            .collect();
+        let mut by_key: HashMap<Key, LoggedEvent> = HashMap::new();
+        for item in self.batch_get(keys.clone()).await? {
+            by_key.insert(Key::new(text(&item, "pk")?, text(&item, "sk")?), to_event(&item)?);
+        }
+        let page = keys.iter().filter_map(|k| by_key.remove(k)).collect();
+        Ok((page, total))
     }
 }

@@ -1,9 +1,13 @@
-//! tally's AWS adapters. The DynamoDB store passes the same contract suite as the embedded one
-//! (`tests/contract_dynamodb.rs`, run against moto's server in CI).
+//! tally's AWS adapters. The DynamoDB store and the SQS queue pass the same contract suites as
+//! the embedded store and the in-memory queue (`tests/`, run against moto's server in CI).
 
 mod dynamodb;
+mod resources;
+mod sqs;
 
-pub use dynamodb::{DynamoStore, EVENTS_INDEX};
+pub use dynamodb::DynamoStore;
+pub use resources::{create_bucket_if_missing, create_event_bus_if_missing, s3_client, ResourceError};
+pub use sqs::{SqsQueue, MAX_RECEIVES};
 
 /// An SDK configuration from the standard AWS sources (environment, profile, instance role).
 /// `AWS_ENDPOINT_URL` points it at another endpoint, such as moto's server.

@@ -245,6 +245,19 @@ async fn event_reads(store: Arc<dyn Store>, org: String) {
     let found = store.events_by_transaction(&org, "c").await.expect("read");
     assert_eq!(found, vec![event(&org, "sub-2", "c", 200)]);
     assert!(store.events_by_transaction(&format!("{org}-other"), "c").await.expect("read").is_empty());
+    // Existence by (subscription, transaction): same transaction id under another subscription
+    // is another event.
+    let asked: Vec<(String, String)> = [("sub-1", "a"), ("sub-2", "a"), ("sub-2", "c"), ("sub-1", "zz")]
+        .iter()
+        .map(|(s, t)| (s.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(store.events_exist(&org, &asked).await.expect("exist"), [true, false, true, false]);
+    // A later batch lists before an earlier one (arrival times may be kept to the millisecond).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let later = vec![event(&org, "sub-3", "e", 50)];
+    store.append_events(EventBatch { events: later, usage: vec![], writes: vec![] }).await.expect("append");
+    let (newest, total) = store.list_events(&org, &EventFilter::default(), 0, 1).await.expect("list");
+    assert_eq!((total, newest[0].transaction_id.as_str()), (5, "e"));
 }
 
 async fn concurrent_appends_count_once(store: Arc<dyn Store>, org: String) {

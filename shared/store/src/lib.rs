@@ -211,6 +211,16 @@ pub trait Store: Send + Sync + 'static {
     async fn events_by_transaction(&self, organization_id: &str, transaction_id: &str)
         -> StoreResult<Vec<LoggedEvent>>;
 
+    /// Which of these `(external_subscription_id, transaction_id)` the organization has stored.
+    async fn events_exist(&self, organization_id: &str, keys: &[(String, String)]) -> StoreResult<Vec<bool>> {
+        let mut exist = Vec::with_capacity(keys.len());
+        for (external_subscription_id, transaction_id) in keys {
+            let found = self.events_by_transaction(organization_id, transaction_id).await?;
+            exist.push(found.iter().any(|e| &e.external_subscription_id == external_subscription_id));
+        }
+        Ok(exist)
+    }
+
     /// Events of an organization, newest received first, with the total count for paging.
     async fn list_events(
         &self,
