@@ -40,7 +40,9 @@ def storage_args(data_dir: str) -> list:
     """Where the server keeps its data: the embedded store, or DynamoDB."""
     args = ["--data-dir", data_dir]
     if os.environ.get("TALLY_E2E_BACKEND") == "aws":
-        args += ["--backend", "aws", "--table", f"tally-e2e-{os.getpid()}", "--create-resources"]
+        name = f"tally-e2e-{os.getpid()}"
+        args += ["--backend", "aws", "--table", name, "--queue", name, "--bucket", name, "--event-bus", name,
+                 "--create-resources"]
     return args
 
 
@@ -69,6 +71,19 @@ class Server:
 
     def get(self, path: str, key: str = API_KEY, **params) -> httpx.Response:
         return httpx.get(f"{self.url}/api/v1/{path}", params=params, headers={"Authorization": f"Bearer {key}"})
+
+    def wait_for_events(self, count: int, **filters) -> None:
+        """Waits until `count` events match: on AWS, accepted events are metered from the queue
+        a moment later (as in Lago, where workers process them); on the embedded store at once."""
+        eventually(lambda: self.get("events", **filters).json()["meta"]["total_count"] == count)
+
+
+def eventually(check, timeout: float = 20.0) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        if time.time() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

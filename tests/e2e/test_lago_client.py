@@ -217,6 +217,7 @@ def test_a_full_billing_period(client, server, catalog):
             ]
         )
     )
+    server.wait_for_events(9, external_subscription_id="acme-main")
     # A repeat is refused and changes nothing.
     duplicate = Event(transaction_id="c-0", external_subscription_id="acme-main", code="api_calls", timestamp=LAST_MONTH_MID)
     with pytest.raises(LagoApiError) as error:
@@ -231,6 +232,7 @@ def test_a_full_billing_period(client, server, catalog):
     # This month: 2 calls, live in current usage: 2 × 0.5 = 1.00, VAT 10 % = 0.10.
     client.events.create(Event(transaction_id="now-1", external_subscription_id="acme-main", code="api_calls"))
     client.events.create(Event(transaction_id="now-2", external_subscription_id="acme-main", code="api_calls"))
+    server.wait_for_events(11, external_subscription_id="acme-main")
     usage = client.customers.current_usage("acme", "acme-main")
     assert (usage.amount_cents, usage.taxes_amount_cents, usage.total_amount_cents) == (100, 10, 110)
     assert usage.from_datetime == iso(THIS_MONTH)
@@ -269,7 +271,7 @@ def test_a_full_billing_period(client, server, catalog):
     assert status_of(lambda: client.subscriptions.find("nope")) == 404
 
 
-def test_subscriptions_list_update_and_errors(client, catalog):
+def test_subscriptions_list_update_and_errors(client, server, catalog):
     created = client.subscriptions.create(Subscription(external_customer_id="beta", plan_code="e2e", external_id="beta-1"))
     assert client.subscriptions.find("beta-1").lago_id == created.lago_id
     assert client.subscriptions.update(Subscription(name="Renamed"), "beta-1").name == "Renamed"
@@ -280,6 +282,7 @@ def test_subscriptions_list_update_and_errors(client, catalog):
     ) == 404
     # events for a subscription that does not exist yet are accepted (and wait for it)
     client.events.create(Event(transaction_id="w-1", external_subscription_id="future-sub", code="api_calls"))
+    server.wait_for_events(1, external_subscription_id="future-sub")
     client.subscriptions.create(Subscription(external_customer_id="gamma", plan_code="e2e", external_id="future-sub"))
     usage = client.customers.current_usage("gamma", "future-sub")
     assert usage.charges_usage[0].events_count == 1
@@ -297,3 +300,18 @@ def test_a_second_server_on_the_same_data_is_refused(server):
     )
     assert second.returncode != 0
     assert "another `tally serve` is running" in second.stderr
+
+
+def test_a_batch_of_a_hundred_events_counts_each_once(client, server, catalog):
+    client.subscriptions.create(Subscription(external_customer_id="bulk", plan_code="e2e", external_id="bulk-1"))
+    events = [Event(transaction_id=f"bulk-{i}", external_subscription_id="bulk-1", code="api_calls") for i in range(100)]
+    client.events.batch_create(BatchEvent(events=events))
+    server.wait_for_events(100, external_subscription_id="bulk-1")
+    # Sent again: every one is refused, nothing counts twice.
+    with pytest.raises(LagoApiError) as error:
+        client.events.batch_create(BatchEvent(events=events))
+    assert error.value.status_code == 422
+    assert len(error.value.response["error_details"]) == 100
+    usage = client.customers.current_usage("bulk", "bulk-1")
+    # 100 calls × 0.50 = 50.00
+    assert (usage.charges_usage[0].events_count, usage.amount_cents) == (100, 5000)

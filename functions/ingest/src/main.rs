@@ -14,9 +14,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let org = organizations::bootstrap(&tally, "tally", None).await?.organization;
     let (tally, org) = (&tally, &org);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, lambda_runtime::Error>(
-            tally_function_ingest::handle(tally, org, event.payload).await.response(),
-        )
+        Ok::<SqsBatchResponse, lambda_runtime::Error>(tally_function_ingest::response(
+            &tally_function_ingest::handle(tally, org, event.payload).await,
+        ))
     }))
     .await
 }

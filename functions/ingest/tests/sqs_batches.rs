@@ -3,7 +3,7 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use std::sync::Arc;
-use tally_function_ingest::handle;
+use tally_function_ingest::{handle, response};
 use tally_service::{organizations, testing, usage, FixedClock, Org, Tally};
 
 fn batch() -> SqsEvent {
@@ -29,19 +29,25 @@ async fn a_batch_counts_once_however_often_it_is_delivered() {
     let dir = tempfile::tempdir().expect("dir");
     let (tally, org) = setup(dir.path()).await;
 
+    // q-1, q-2, then q-3 and q-4 in one message (as the API enqueues them), q-1 again (a
+    // producer's retry), an event without ids, and a body that is not JSON.
     let first = handle(&tally, &org, batch()).await;
-    assert_eq!((first.ingested, first.duplicates), (2, 0));
-    assert_eq!(first.failed, vec!["m-poison".to_string()], "the bad message fails alone");
-    assert_eq!(calls(&tally, &org).await, 2);
+    assert_eq!((first.ingested, first.duplicates), (4, 1));
+    let poison = vec!["m-poison".to_string(), "m-not-json".to_string()];
+    assert_eq!(first.failed, poison, "the bad messages fail alone");
+    assert_eq!(calls(&tally, &org).await, 4);
+    // The event keeps the id the API answered with.
+    let event = tally_service::events::get(&tally, &org, "q-3", None).await.expect("q-3 stored");
+    assert_eq!(event.lago_id, "0190a1b2-0000-7000-8000-000000000003");
 
-    // SQS redelivers the whole batch: the two events were counted already.
+    // SQS redelivers the whole batch: every event was counted already.
     let again = handle(&tally, &org, batch()).await;
-    assert_eq!((again.ingested, again.duplicates), (0, 2));
-    assert_eq!(again.failed, vec!["m-poison".to_string()]);
-    assert_eq!(calls(&tally, &org).await, 2);
+    assert_eq!((again.ingested, again.duplicates), (0, 5));
+    assert_eq!(again.failed, poison);
+    assert_eq!(calls(&tally, &org).await, 4);
 
-    // The Lambda's answer lists only the failed message.
-    let response = again.response();
+    // The Lambda's answer lists only the failed messages.
+    let response = response(&again);
     let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
-    assert_eq!(failed, ["m-poison"]);
+    assert_eq!(failed, ["m-poison", "m-not-json"]);
 }

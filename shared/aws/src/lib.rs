@@ -23,12 +23,24 @@ pub fn dynamodb_client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Clie
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
+/// An SQS client for `config`.
+pub fn sqs_client(config: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(config)
+}
+
+/// An EventBridge client for `config`.
+pub fn eventbridge_client(config: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
+    aws_sdk_eventbridge::Client::new(config)
+}
+
 /// What a Lambda reads from its environment: the DynamoDB store (`TALLY_DYNAMODB_TABLE`,
-/// default `tally`) and the usage shards per bucket (`TALLY_USAGE_SHARDS`, default 8, so
-/// concurrent invocations do not contend for one item).
+/// default `tally`), the usage shards per bucket (`TALLY_USAGE_SHARDS`, default 8, so
+/// concurrent invocations do not contend for one item) and the ingest queue
+/// (`TALLY_QUEUE_URL`, where the API puts accepted events).
 pub struct LambdaSetup {
     pub store: DynamoStore,
     pub usage_shards: u32,
+    pub queue: Option<SqsQueue>,
 }
 
 impl LambdaSetup {
@@ -36,6 +48,10 @@ impl LambdaSetup {
         let config = load_config().await;
         let table = std::env::var("TALLY_DYNAMODB_TABLE").unwrap_or_else(|_| "tally".into());
         let usage_shards = std::env::var("TALLY_USAGE_SHARDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
-        Self { store: DynamoStore::new(dynamodb_client(&config), table), usage_shards }
+        let queue = std::env::var("TALLY_QUEUE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+            .map(|url| SqsQueue::new(sqs_client(&config), url));
+        Self { store: DynamoStore::new(dynamodb_client(&config), table), usage_shards, queue }
     }
 }

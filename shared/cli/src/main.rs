@@ -1,6 +1,7 @@
 //! `tally`: a usage-based billing engine that speaks Lago's API.
 //!
-//! - `tally serve`: the API and the period-close scheduler, on the embedded store.
+//! - `tally serve`: the API and the period-close scheduler, on the embedded store (or on AWS:
+//!   DynamoDB, with events through SQS and consumers in the process).
 //! - `tally bill`: runs the period close as of an instant, even while a server runs on the data.
 
 use anyhow::Context;
@@ -10,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tally_service::{organizations, period_close, Clock, FixedClock, SystemClock, Tally};
+use tally_service::{organizations, period_close, queued_events, Clock, FixedClock, SystemClock, Tally};
 use tally_store::{SqliteStore, Store};
 
 #[derive(Parser)]
@@ -63,7 +64,17 @@ struct Storage {
     /// DynamoDB table (`--backend aws`).
     #[arg(long, default_value = "tally", env = "TALLY_DYNAMODB_TABLE")]
     table: String,
-    /// Create the AWS resources that are missing (`--backend aws`).
+    /// SQS queue of accepted events, metered by the server's consumers (`--backend aws`).
+    #[arg(long, default_value = "tally-events", env = "TALLY_QUEUE")]
+    queue: String,
+    /// S3 bucket for documents (`--backend aws`).
+    #[arg(long, default_value = "tally-documents", env = "TALLY_BUCKET")]
+    bucket: String,
+    /// EventBridge bus (`--backend aws`).
+    #[arg(long, default_value = "tally", env = "TALLY_EVENT_BUS")]
+    event_bus: String,
+    /// Create the AWS resources that are missing: table, queue (with its dead-letter queue),
+    /// bucket and bus (`--backend aws`).
     #[arg(long)]
     create_resources: bool,
 }
@@ -107,11 +118,54 @@ async fn open(storage: &Storage, clock: Arc<dyn Clock>) -> anyhow::Result<Tally>
             let store = tally_aws::DynamoStore::new(tally_aws::dynamodb_client(&config), &storage.table);
             if storage.create_resources {
                 store.create_table_if_missing().await.with_context(|| format!("creating table {}", storage.table))?;
+                let s3 = tally_aws::s3_client(&config);
+                tally_aws::create_bucket_if_missing(&s3, &storage.bucket).await?;
+                let events = tally_aws::eventbridge_client(&config);
+                tally_aws::create_event_bus_if_missing(&events, &storage.event_bus).await?;
             }
             Arc::new(store)
         }
     };
     Ok(Tally::new(store, clock).with_usage_shards(shards))
+}
+
+/// Seconds a received message stays hidden from other consumers (then it is delivered again).
+const QUEUE_VISIBILITY: Duration = Duration::from_secs(30);
+
+/// Consumers of the ingest queue inside `tally serve --backend aws`.
+const QUEUE_CONSUMERS: usize = 4;
+
+/// The ingest queue of `--backend aws` (created with its dead-letter queue if asked to).
+async fn ingest_queue(storage: &Storage) -> anyhow::Result<tally_aws::SqsQueue> {
+    let config = tally_aws::load_config().await;
+    let client = tally_aws::sqs_client(&config);
+    let queue = if storage.create_resources {
+        tally_aws::SqsQueue::create_if_missing(client, &storage.queue, QUEUE_VISIBILITY).await
+    } else {
+        tally_aws::SqsQueue::named(client, &storage.queue).await
+    };
+    queue.with_context(|| format!("opening queue {}", storage.queue))
+}
+
+/// Meters queued events until the process ends; each consumer takes up to 10 messages at a time.
+fn spawn_consumers(tally: &Tally, org: &tally_service::Org, queue: Arc<dyn tally_queue::Queue>) {
+    for _ in 0..QUEUE_CONSUMERS {
+        let (tally, org, queue) = (tally.clone(), org.clone(), queue.clone());
+        tokio::spawn(async move {
+            loop {
+                match queued_events::poll(&tally, &org, queue.as_ref(), Duration::from_secs(2)).await {
+                    Ok(outcome) if !outcome.failed.is_empty() => {
+                        tracing::warn!(failed = outcome.failed.len(), "queued events will be delivered again")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!("ingest queue: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
 }
 
 /// The API key: `TALLY_API_KEY` if set, else the one generated on first start (kept in the data
@@ -142,16 +196,22 @@ async fn serve(addr: SocketAddr, storage: &Storage, close_every: u64) -> anyhow:
     if storage.backend == Backend::Embedded && lock.try_lock().is_err() {
         anyhow::bail!("another `tally serve` is running on {}", storage.data_dir.display());
     }
-    let tally = open(storage, Arc::new(SystemClock)).await?;
+    let mut tally = open(storage, Arc::new(SystemClock)).await?;
     let data_dir = storage.data_dir.as_path();
     let (org, key) = api_key(&tally, data_dir).await?;
+    // On AWS, accepted events go through the queue, as in the serverless deployment.
+    if storage.backend == Backend::Aws {
+        let queue: Arc<dyn tally_queue::Queue> = Arc::new(ingest_queue(storage).await?);
+        tally = tally.with_queue(queue.clone());
+        spawn_consumers(&tally, &org, queue);
+    }
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
     println!("tally listening on http://{local}");
     println!("API key: {key}");
     match storage.backend {
         Backend::Embedded => println!("data directory: {}", data_dir.display()),
-        Backend::Aws => println!("DynamoDB table: {}", storage.table),
+        Backend::Aws => println!("DynamoDB table: {}, queue: {}", storage.table, storage.queue),
     }
     tracing::info!(%local, data_dir = %data_dir.display(), "tally serving");
 

@@ -208,10 +208,8 @@ async fn attribute(
     })
 }
 
-/// Ingests events all or nothing: 422 with errors keyed by batch index if any is invalid or
-/// already stored (`value_already_exist`), else every event is logged and metered or parked.
-pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceResult<Vec<EventRecord>> {
-    let now = tally.now();
+/// Validates every input; 422 keyed by batch index if any is invalid.
+pub(crate) fn validate_all(inputs: &[EventInput], now: DateTime<Utc>) -> ServiceResult<Vec<EventRecord>> {
     let mut invalid = BTreeMap::new();
     let mut records = Vec::with_capacity(inputs.len());
     for (index, input) in inputs.iter().enumerate() {
@@ -222,9 +220,62 @@ pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceR
             }
         }
     }
-    if !invalid.is_empty() {
-        return Err(ServiceError::BatchValidation(invalid));
+    if invalid.is_empty() {
+        Ok(records)
+    } else {
+        Err(ServiceError::BatchValidation(invalid))
     }
+}
+
+/// Validates one event (queued ingestion validates each message's events on its own).
+pub(crate) fn validate_one(input: &EventInput, now: DateTime<Utc>) -> Result<EventRecord, ValidationErrors> {
+    validate(input, now)
+}
+
+/// `POST /events`: ingested now on a store that takes it directly (embedded), or, when the
+/// application has a queue (AWS), checked and enqueued for the consumer to meter.
+pub async fn accept(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceResult<Vec<EventRecord>> {
+    match &tally.queue {
+        Some(queue) => crate::queued_events::enqueue(tally, org, queue.as_ref(), inputs).await,
+        None => ingest(tally, org, inputs).await,
+    }
+}
+
+/// Ingests events all or nothing: 422 with errors keyed by batch index if any is invalid or
+/// already stored (`value_already_exist`), else every event is logged and metered or parked.
+pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceResult<Vec<EventRecord>> {
+    let mut records = validate_all(inputs, tally.now())?;
+    match commit(tally, org, &mut records).await {
+        Ok(()) => Ok(records),
+        Err(Refused::Rejected(by_index)) => Err(ServiceError::BatchValidation(by_index)),
+        // A store with a transaction limit (DynamoDB: 100 items) cannot take this batch in
+        // one atomic step; say so instead of failing obscurely. Smaller batches go through
+        // (and the queued path, which AWS deployments use, splits batches itself).
+        Err(Refused::TooLarge(_)) => Err(ServiceError::invalid("events", "too_many_events")),
+        Err(Refused::Failed(e)) => Err(e),
+    }
+}
+
+/// Why a commit wrote nothing.
+pub(crate) enum Refused {
+    /// By batch index: already stored (`value_already_exist`) or the metric's expression
+    /// failed (`invalid_expression`).
+    Rejected(BTreeMap<usize, ValidationErrors>),
+    /// The batch needs this many items in one transaction, more than the store takes.
+    TooLarge(usize),
+    Failed(ServiceError),
+}
+
+impl From<ServiceError> for Refused {
+    fn from(e: ServiceError) -> Self {
+        Refused::Failed(e)
+    }
+}
+
+/// Logs valid events and meters (or parks) them, all or nothing: the dedupe records and the
+/// usage merges commit together, under the catalog epoch they were attributed with.
+pub(crate) async fn commit(tally: &Tally, org: &Org, records: &mut [EventRecord]) -> Result<(), Refused> {
+    let mut invalid = BTreeMap::new();
     for _ in 0..ATTEMPTS {
         let mut reads = Reads::start(tally, org).await?;
         let mut deltas = Deltas::new(tally.usage_shards);
@@ -243,30 +294,33 @@ pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceR
             }
         }
         if !invalid.is_empty() {
-            return Err(ServiceError::BatchValidation(invalid));
+            return Err(Refused::Rejected(invalid));
         }
         let mut guards = vec![reads.guard(org)];
         guards.extend(writes);
         let logged = records.iter().map(|e| e.to_logged(&org.id)).collect::<ServiceResult<Vec<_>>>()?;
         let batch = EventBatch { events: logged, usage: deltas.into_merges(), writes: guards };
         match tally.store.append_events(batch).await {
-            Ok(AppendOutcome::Appended) => return Ok(records),
+            Ok(AppendOutcome::Appended) => return Ok(()),
             Ok(AppendOutcome::Duplicates(indexes)) => {
                 let errors = indexes
                     .into_iter()
                     .map(|i| (i, ValidationErrors::single("transaction_id", "value_already_exist")))
                     .collect();
-                return Err(ServiceError::BatchValidation(errors));
+                return Err(Refused::Rejected(errors));
             }
             // The catalog changed since it was read: read it again.
             Err(StoreError::ConditionFailed { .. }) => tally.cache.forget(&org.id),
-            // A store with a transaction limit (DynamoDB: 100 items) cannot take this batch in
-            // one atomic step; say so instead of failing obscurely. Smaller batches go through.
-            Err(StoreError::TooManyWrites(_)) => return Err(ServiceError::invalid("events", "too_many_events")),
-            Err(e) => return Err(e.into()),
+            Err(StoreError::TooManyWrites(items)) => return Err(Refused::TooLarge(items)),
+            Err(e) => return Err(Refused::Failed(e.into())),
         }
     }
-    Err(ServiceError::Unavailable("the catalog kept changing while attributing events; retry".into()))
+    Err(Refused::Failed(ServiceError::Unavailable("the catalog kept changing while attributing events; retry".into())))
+}
+
+/// An event refused only because it is stored already.
+pub(crate) fn only_duplicate(errors: &ValidationErrors) -> bool {
+    errors.fields().len() == 1 && errors.fields().get("transaction_id").is_some_and(|c| c == &["value_already_exist"])
 }
 
 /// Meters the events parked under `external_subscription_id` that a subscription and charge now

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod organizations;
 pub mod period_close;
 pub mod plans;
+pub mod queued_events;
 pub mod records;
 pub mod subscriptions;
 pub mod taxes;
@@ -44,6 +45,8 @@ pub struct Tally {
     /// States per usage bucket: 1 on the embedded store (one writer), more where concurrent
     /// writers would contend for one hot item (DynamoDB).
     usage_shards: u32,
+    /// Where accepted events wait to be metered (AWS); `None`: metered as they are accepted.
+    queue: Option<Arc<dyn tally_queue::Queue>>,
 }
 
 /// The organization a request acts for (from its API key).
@@ -51,13 +54,23 @@ pub type Org = OrganizationRecord;
 
 impl Tally {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, cache: Arc::new(catalog_cache::CatalogCache::default()), usage_shards: 1 }
+        Self { store, clock, cache: Arc::new(catalog_cache::CatalogCache::default()), usage_shards: 1, queue: None }
     }
 
     /// Spreads each usage bucket over `shards` states (see [`Tally::usage_shards`]).
     pub fn with_usage_shards(mut self, shards: u32) -> Self {
         self.usage_shards = shards.clamp(1, 64);
         self
+    }
+
+    /// Accepted events go to `queue`; a consumer ([`queued_events::poll`]) meters them.
+    pub fn with_queue(mut self, queue: Arc<dyn tally_queue::Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    pub fn queue(&self) -> Option<&Arc<dyn tally_queue::Queue>> {
+        self.queue.as_ref()
     }
 
     pub fn usage_shards(&self) -> u32 {

@@ -139,30 +139,24 @@ fn bucket_key(filter_id: Option<&str>, group: &[Option<String>]) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpressionFailed;
 
-/// Which of `shards` states of a bucket an event goes to. Spreading one hot bucket over several
-/// items keeps concurrent writers (Lambdas ingesting one customer's flood) off each other's
-/// item; states merge, so readers sum the shards.
-fn shard_of(transaction_id: &str, shards: u32) -> u32 {
-    use std::hash::{Hash, Hasher};
-    if shards <= 1 {
-        return 0;
-    }
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    transaction_id.hash(&mut hasher);
-    u32::try_from(hasher.finish() % u64::from(shards)).unwrap_or(0)
-}
-
 /// Pre-aggregated deltas of a batch, one per usage state.
+///
+/// With several shards per bucket, a batch writes all its usage of a bucket to one shard,
+/// picked at random: spreading one hot bucket over several items keeps concurrent writers
+/// (Lambdas ingesting one customer's flood) off each other's item, while each batch still
+/// writes one item per bucket. States merge, so readers sum the shards.
 pub struct Deltas {
     states: HashMap<Key, (StoredUsage, PricingProperties)>,
-    shards: u32,
+    shard: u32,
     /// Schedules by subscription, computed once per batch rather than once per event.
     schedules: HashMap<String, Schedules>,
 }
 
 impl Deltas {
     pub fn new(shards: u32) -> Self {
-        Self { states: HashMap::new(), shards: shards.max(1), schedules: HashMap::new() }
+        use rand::Rng;
+        let shard = if shards <= 1 { 0 } else { rand::rng().random_range(0..shards) };
+        Self { states: HashMap::new(), shard, schedules: HashMap::new() }
     }
 
     /// Folds an event into the deltas of every charge of the plan that meters its code.
@@ -213,7 +207,7 @@ impl Deltas {
             &subscription.lago_id,
             period.start.timestamp_millis(),
             &charge.record.lago_id,
-            shard_of(&event.transaction_id, self.shards),
+            self.shard,
             &bucket_key(filter_id.as_deref(), &group),
         );
         let (state, properties) = self.states.entry(key).or_insert_with(|| {

@@ -19,7 +19,7 @@ pub fn routes() -> Router<AppState> {
 
 async fn create(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiResult<Json<Value>> {
     let input: EventInput = root(&body, "event")?;
-    let events = events::ingest(&s.tally, &org, std::slice::from_ref(&input)).await.map_err(|e| match e {
+    let events = events::accept(&s.tally, &org, std::slice::from_ref(&input)).await.map_err(|e| match e {
         // A single event reports its errors unkeyed.
         ServiceError::BatchValidation(mut by_index) => match by_index.remove(&0) {
             Some(errors) => ServiceError::Validation(errors),
@@ -48,7 +48,7 @@ async fn batch(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiRe
     if inputs.len() > MAX_BATCH {
         return Err(ServiceError::invalid("events", "too_many_events").into());
     }
-    let events = events::ingest(&s.tally, &org, &inputs).await?;
+    let events = events::accept(&s.tally, &org, &inputs).await?;
     Ok(Json(json!({"events": events.iter().map(views::event).collect::<Vec<_>>()})))
 }
 
