@@ -4,6 +4,7 @@ use crate::{views, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post};
+use axum::response::IntoResponse;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tally_service::events::{self, EventInput, MAX_BATCH};
@@ -37,7 +38,13 @@ struct BatchBody {
     events: Option<Vec<EventInput>>,
 }
 
-async fn batch(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiResult<Json<Value>> {
+/// The batch answer, serialized straight from the records.
+#[derive(serde::Serialize)]
+struct BatchAnswer<'a> {
+    events: Vec<views::EventView<'a>>,
+}
+
+async fn batch(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiResult<axum::response::Response> {
     let parsed: BatchBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
     let inputs =
@@ -49,7 +56,7 @@ async fn batch(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiRe
         return Err(ServiceError::invalid("events", "too_many_events").into());
     }
     let events = events::accept(&s.tally, &org, &inputs).await?;
-    Ok(Json(json!({"events": events.iter().map(views::event).collect::<Vec<_>>()})))
+    Ok(Json(BatchAnswer { events: events.iter().map(views::event_view).collect() }).into_response())
 }
 
 fn time_ms(value: Option<String>) -> Option<i64> {
