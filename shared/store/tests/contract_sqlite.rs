@@ -69,3 +69,56 @@ async fn data_survives_reopening() {
     let store = SqliteStore::open(dir.path()).expect("reopen");
     assert_eq!(store.get(&key).await.expect("get").map(|i| i.value), Some(b"v".to_vec()));
 }
+
+/// Runs are written a slice per commit. A run cut short (the process stopped mid-way) is not
+/// trusted: on start its slices are dropped and its keys rebuilt from the log, so every event
+/// stays known exactly once and later runs are whole.
+#[tokio::test]
+async fn a_run_cut_short_is_rebuilt_from_the_log() {
+    use tally_store::{AppendOutcome, EventBatch, LoggedEvent};
+    let event = |i: usize| LoggedEvent {
+        organization_id: "org".into(),
+        external_subscription_id: "sub".into(),
+        transaction_id: format!("t{i}"),
+        code: "calls".into(),
+        timestamp_ms: 1,
+        body: b"{}".to_vec(),
+    };
+    let batch = |range: std::ops::Range<usize>| EventBatch {
+        events: range.map(event).collect(),
+        usage: vec![],
+        writes: vec![],
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    // (keys, runs, keys held twice) in `event_keys`.
+    let keys_on_disk = |dir: &std::path::Path| -> (i64, i64, i64) {
+        let conn = rusqlite::Connection::open(dir.join("tally.db")).expect("open db");
+        let sql = "SELECT COUNT(*), COUNT(DISTINCT run), COUNT(*) - COUNT(DISTINCT hash || ':' || seq) FROM event_keys";
+        conn.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).expect("count")
+    };
+    {
+        // 5000 keys frozen as one run; the next commit writes only its first slice.
+        let store = SqliteStore::open_with(dir.path(), 5000).expect("open");
+        for start in (0..5000).step_by(100) {
+            store.append_events(batch(start..start + 100)).await.expect("append");
+        }
+        store.append_events(batch(5000..5100)).await.expect("append");
+    }
+    let (keys, runs, _) = keys_on_disk(dir.path());
+    assert!(keys > 0 && keys < 5000 && runs == 1, "a partial run on disk: {keys} keys");
+    let store = SqliteStore::open_with(dir.path(), 5000).expect("reopen");
+    for i in [0, 2500, 4999, 5050] {
+        assert_eq!(store.append_events(batch(i..i + 1)).await.expect("append"), AppendOutcome::Duplicates(vec![0]));
+        assert_eq!(store.events_by_transaction("org", &format!("t{i}")).await.expect("find").len(), 1);
+    }
+    // Ingesting on, the run is written whole, in slices.
+    for start in (5100..12000).step_by(100) {
+        store.append_events(batch(start..start + 100)).await.expect("append");
+    }
+    let (keys, runs, twice) = keys_on_disk(dir.path());
+    assert!(keys >= 5100 && runs >= 1, "{keys} keys in {runs} runs");
+    assert_eq!(twice, 0, "the partial run was dropped, not kept beside its rewrite");
+    for i in [0, 5099, 11999] {
+        assert_eq!(store.append_events(batch(i..i + 1)).await.expect("append"), AppendOutcome::Duplicates(vec![0]));
+    }
+}

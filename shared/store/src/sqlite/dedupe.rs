@@ -5,10 +5,14 @@
 //! - **recent**: the hash → row number of every event logged since the last run, in memory.
 //!   Inserting costs nothing on disk: the event row itself (which carries its hash) is the
 //!   durable record, and the map is rebuilt from the rows after `keys_archived_through` on start.
-//! - **runs**: every [`ARCHIVE_AT`] events (by default) the recent keys are written to
-//!   `event_keys` as one immutable run, keyed `(run, hash, seq)`. A new run sorts after every
-//!   older one, so writing it only appends fresh pages at the end of the index: no page of an
-//!   older run is ever rewritten, whatever the size of the log.
+//! - **runs**: every [`ARCHIVE_AT`] events (by default) the recent keys are frozen, sorted, and
+//!   written to `event_keys` as one immutable run, keyed `(run, hash, seq)`. A new run sorts
+//!   after every older one, so writing it only appends fresh pages at the end of the index: no
+//!   page of an older run is ever rewritten, whatever the size of the log. The run is written a
+//!   slice per commit (in key order, so each slice appends too), at twice the pace of ingestion,
+//!   rather than in one long commit that would stall every request waiting behind it. It counts
+//!   as archived once its last slice commits; a run cut short by a crash is dropped on start and
+//!   its keys rebuilt from the log.
 //!
 //! Each run has a Bloom filter in memory, so looking a key up probes only the runs that may hold
 //! it (for a new event, almost always none). A hash match is always confirmed against the event
@@ -23,9 +27,35 @@ use std::collections::HashMap;
 /// Events kept in memory before their keys are written as a run (default).
 pub const ARCHIVE_AT: usize = 1_000_000;
 
+/// Keys written per commit to the run being archived, at least.
+const MIN_SLICE: usize = 1024;
+
 struct Run {
     id: i64,
     keys: Bloom,
+}
+
+/// A frozen run being written, a slice per commit.
+struct Pending {
+    id: i64,
+    /// Every event with a row number up to this is in the run.
+    through: i64,
+    /// `(hash, seq)`, sorted.
+    keys: Vec<(i64, i64)>,
+    /// Keys committed to `event_keys` so far.
+    written: usize,
+}
+
+impl Pending {
+    fn candidates(&self, hash: i64, seqs: &mut Vec<i64>) {
+        let start = self.keys.partition_point(|(h, _)| *h < hash);
+        seqs.extend(self.keys[start..].iter().take_while(|(h, _)| *h == hash).map(|(_, seq)| *seq));
+    }
+}
+
+/// What a commit wrote of the pending run: apply with [`Dedupe::committed`] once it committed.
+pub(super) struct Progress {
+    written: usize,
 }
 
 pub(super) struct Dedupe {
@@ -34,27 +64,44 @@ pub(super) struct Dedupe {
     /// Further rows sharing a hash (the same transaction id on other subscriptions).
     recent_more: HashMap<i64, Vec<i64>>,
     recent_count: usize,
+    /// Highest row number recorded.
+    last_seq: i64,
     /// Every event with a row number up to this is in a run.
     archived_through: i64,
     archive_at: usize,
     runs: Vec<Run>,
+    pending: Option<Pending>,
 }
 
 impl Dedupe {
     /// Rebuilds the filters of the runs and the in-memory tier from disk.
     pub(super) fn load(conn: &Connection, archive_at: usize) -> StoreResult<Self> {
-        let archived_through: i64 = conn
-            .query_row("SELECT value FROM meta WHERE name = 'keys_archived_through'", [], |row| row.get(0))
-            .optional()
-            .map_err(backend)?
-            .unwrap_or(0);
+        let meta = |name: &str| -> StoreResult<Option<i64>> {
+            conn.query_row("SELECT value FROM meta WHERE name = ?1", params![name], |row| row.get(0))
+                .optional()
+                .map_err(backend)
+        };
+        let archived_through = meta("keys_archived_through")?.unwrap_or(0);
+        // Drop the slices of a run whose writing a crash cut short: runs after the last one
+        // completed (none, if no run ever completed; stores from before runs were written in
+        // slices record no last run, and every run of theirs is whole).
+        let last_run = match (meta("keys_last_run")?, meta("keys_archived_through")?) {
+            (Some(run), _) => Some(run),
+            (None, None) => Some(0),
+            (None, Some(_)) => None,
+        };
+        if let Some(last_run) = last_run {
+            conn.execute("DELETE FROM event_keys WHERE run > ?1", params![last_run]).map_err(backend)?;
+        }
         let mut dedupe = Self {
             recent: HashMap::new(),
             recent_more: HashMap::new(),
             recent_count: 0,
+            last_seq: archived_through,
             archived_through,
             archive_at,
             runs: Vec::new(),
+            pending: None,
         };
         {
             let mut sizes =
@@ -84,6 +131,7 @@ impl Dedupe {
 
     pub(super) fn record(&mut self, hash: i64, seq: i64) {
         self.recent_count += 1;
+        self.last_seq = self.last_seq.max(seq);
         if let Some(existing) = self.recent.insert(hash, seq) {
             // Keep the first in `recent`, the others beside it.
             self.recent.insert(hash, existing);
@@ -96,6 +144,9 @@ impl Dedupe {
         let mut seqs: Vec<i64> = self.recent.get(&hash).copied().into_iter().collect();
         if let Some(more) = self.recent_more.get(&hash) {
             seqs.extend(more);
+        }
+        if let Some(pending) = &self.pending {
+            pending.candidates(hash, &mut seqs);
         }
         let mut probe = None;
         for run in self.runs.iter().filter(|r| r.keys.may_contain(hash)) {
@@ -116,42 +167,71 @@ impl Dedupe {
         self.archive_at
     }
 
-    pub(super) fn should_archive(&self) -> bool {
-        self.recent_count >= self.archive_at
+    /// Freezes the recent keys as the next run once there are enough of them (no disk work:
+    /// the run is written by [`Dedupe::write_slice`]). A run still being written is finished
+    /// first, in the caller's transaction (only when ingestion outpaces the slices).
+    pub(super) fn freeze_if_due(&mut self, conn: &Connection) -> StoreResult<()> {
+        if self.recent_count < self.archive_at {
+            return Ok(());
+        }
+        if let Some(pending) = &self.pending {
+            let rest = self.write_slice(conn, pending.keys.len())?;
+            self.committed(rest);
+        }
+        let mut keys: Vec<(i64, i64)> = Vec::with_capacity(self.recent_count);
+        keys.extend(self.recent.drain());
+        for (hash, more) in self.recent_more.drain() {
+            keys.extend(more.into_iter().map(|seq| (hash, seq)));
+        }
+        keys.sort_unstable();
+        self.recent.shrink_to(1024);
+        self.recent_more.shrink_to(64);
+        self.recent_count = 0;
+        let id = self.runs.last().map_or(1, |r| r.id + 1);
+        self.pending = Some(Pending { id, through: self.last_seq, keys, written: 0 });
+        Ok(())
     }
 
-    /// Writes the recent keys as a new run, inside the caller's transaction. Returns what to
-    /// pass to [`Dedupe::archived`] once that transaction committed.
-    pub(super) fn archive(&self, conn: &Connection) -> StoreResult<(i64, i64)> {
-        let through: i64 =
-            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0)).map_err(backend)?;
-        let run = self.runs.last().map_or(1, |r| r.id + 1);
-        conn.execute(
-            "INSERT INTO event_keys (run, hash, seq)
-             SELECT ?1, hash, seq FROM events WHERE seq > ?2 AND seq <= ?3 ORDER BY hash, seq",
-            params![run, self.archived_through, through],
-        )
-        .map_err(backend)?;
-        conn.execute(
-            "INSERT INTO meta (name, value) VALUES ('keys_archived_through', ?1)
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            params![through],
-        )
-        .map_err(backend)?;
-        Ok((run, through))
+    /// Writes the next slice of the pending run (at least `at_least` keys), inside the caller's
+    /// transaction; the last slice also records the run as archived. Pass the result to
+    /// [`Dedupe::committed`] once that transaction committed (if it does not, the store reloads
+    /// the index from disk).
+    pub(super) fn write_slice(&self, conn: &Connection, at_least: usize) -> StoreResult<Progress> {
+        let Some(pending) = &self.pending else {
+            return Ok(Progress { written: 0 });
+        };
+        let end = (pending.written + at_least.max(MIN_SLICE)).min(pending.keys.len());
+        let mut insert =
+            conn.prepare_cached("INSERT INTO event_keys (run, hash, seq) VALUES (?1, ?2, ?3)").map_err(backend)?;
+        for (hash, seq) in &pending.keys[pending.written..end] {
+            insert.execute(params![pending.id, hash, seq]).map_err(backend)?;
+        }
+        if end == pending.keys.len() {
+            let mut meta = conn
+                .prepare_cached(
+                    "INSERT INTO meta (name, value) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                )
+                .map_err(backend)?;
+            meta.execute(params!["keys_archived_through", pending.through]).map_err(backend)?;
+            meta.execute(params!["keys_last_run", pending.id]).map_err(backend)?;
+        }
+        Ok(Progress { written: end })
     }
 
-    /// The run committed: its keys get their filter, and the in-memory tier starts afresh.
-    pub(super) fn archived(&mut self, (run, through): (i64, i64)) {
-        let mut keys = Bloom::with_capacity(self.recent.len());
-        for hash in self.recent.keys() {
+    /// The slice committed; a run whose last slice committed gets its filter and leaves memory.
+    pub(super) fn committed(&mut self, progress: Progress) {
+        let Some(pending) = &mut self.pending else { return };
+        pending.written = progress.written;
+        if pending.written < pending.keys.len() {
+            return;
+        }
+        let mut keys = Bloom::with_capacity(pending.keys.len());
+        for (hash, _) in &pending.keys {
             keys.insert(*hash);
         }
-        self.runs.push(Run { id: run, keys });
-        self.recent.clear();
-        self.recent_more.clear();
-        self.recent.shrink_to(1024);
-        self.archived_through = through;
-        self.recent_count = 0;
+        self.runs.push(Run { id: pending.id, keys });
+        self.archived_through = pending.through;
+        self.pending = None;
     }
 }
