@@ -6,7 +6,8 @@
 //! 2. Starts `tally serve` (a second process) on a fresh data directory, notes its idle RSS,
 //!    creates a plan and subscriptions, then sends batches of 100 events over HTTP from
 //!    `--connections` connections. At every checkpoint it prints the ingest rate and batch latency
-//!    of the last window, then the p99 of `current_usage`, and the server's RSS.
+//!    of the last window, then the p99 of `current_usage` (200 calls) under that load and again
+//!    with the senders paused, and the server's RSS.
 //!
 //! Run: `cargo build --release --bin tally --bin tally-bench && target/release/tally-bench`.
 
@@ -246,11 +247,13 @@ async fn main() -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let stored = Arc::new(AtomicU64::new(0));
     let window = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    // Senders hold it shared while a request is out; the checkpoint takes it to pause them.
+    let gate = Arc::new(tokio::sync::RwLock::new(()));
     let url = format!("{}/api/v1/events/batch", server.url);
     let mut tasks = Vec::new();
     for _ in 0..args.connections {
-        let (client, url, next, stored, window) =
-            (client.clone(), url.clone(), next.clone(), stored.clone(), window.clone());
+        let (client, url, next, stored, window, gate) =
+            (client.clone(), url.clone(), next.clone(), stored.clone(), window.clone(), gate.clone());
         let (total, batch, subscriptions) = (args.events, args.batch as u64, args.subscriptions);
         tasks.push(tokio::spawn(async move {
             loop {
@@ -260,6 +263,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let events: Vec<Value> = (first..(first + batch).min(total)).map(|i| event(i, subscriptions)).collect();
                 let body = serde_json::to_vec(&json!({"events": events}))?;
+                let _sending = gate.read().await;
                 let started = Instant::now();
                 let response = client
                     .post(&url)
@@ -289,10 +293,16 @@ async fn main() -> anyhow::Result<()> {
             let elapsed = window_start.0.elapsed().as_secs_f64();
             let rate = (now_stored - window_start.1) as f64 / elapsed;
             let latencies = std::mem::replace(&mut *window.lock().await, Histogram::<u64>::new(3)?);
-            let usage = usage_p99(&client, &server.url, args.subscriptions).await?;
+            let loaded = usage_p99(&client, &server.url, args.subscriptions).await?;
+            // Again with the senders paused: what the read costs at this size, without the
+            // ingest load competing for the two cores.
+            let at_rest = {
+                let _paused = gate.write().await;
+                usage_p99(&client, &server.url, args.subscriptions).await?
+            };
             println!(
-                "{:>11} events stored: {:>8.0} events/s, batch p50 {:>6.1} ms, p99 {:>6.1} ms; current_usage p99 {:.2} ms; RSS {:.0} MB",
-                now_stored, rate, ms(&latencies, 0.5), ms(&latencies, 0.99), usage, rss_mb(pid).unwrap_or(f64::NAN)
+                "{:>11} events stored: {:>8.0} events/s, batch p50 {:>6.1} ms, p99 {:>6.1} ms; current_usage p99 {:.2} ms under load, {:.2} ms at rest; RSS {:.0} MB",
+                now_stored, rate, ms(&latencies, 0.5), ms(&latencies, 0.99), loaded, at_rest, rss_mb(pid).unwrap_or(f64::NAN)
             );
             window_start = (Instant::now(), stored.load(Ordering::Relaxed));
             if checkpoint >= args.events {

@@ -138,34 +138,40 @@ impl SqliteStore {
         answer.await.map_err(|_| StoreError::Unavailable("writer stopped".into()))?
     }
 
-    /// Runs a read on a pooled read connection, off the async runtime.
+    /// Runs a long read (a scan) on a pooled read connection, off the async runtime.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = inner.readers.lock().map_err(backend)?.pop();
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => {
-                    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-                    let conn = Connection::open_with_flags(&inner.path, flags).map_err(backend)?;
-                    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
-                    conn.execute_batch("PRAGMA mmap_size = 4294967296;").map_err(backend)?;
-                    conn
-                }
-            };
-            let result = f(&conn);
-            if let Ok(mut readers) = inner.readers.lock() {
-                if readers.len() < 16 {
-                    readers.push(conn);
-                }
+        tokio::task::spawn_blocking(move || inner.with_reader(f)).await.map_err(backend)?
+    }
+}
+
+impl Inner {
+    /// Runs `f` on a pooled read connection, on the calling thread. Point reads and key-range
+    /// queries take microseconds from the memory-mapped file: running them in place spares a
+    /// hop to a blocking thread, which under load costs more than the read (and a request
+    /// making several reads pays it each time).
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let pooled = self.readers.lock().map_err(backend)?.pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let conn = Connection::open_with_flags(&self.path, flags).map_err(backend)?;
+                conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+                conn.execute_batch("PRAGMA mmap_size = 4294967296;").map_err(backend)?;
+                conn
             }
-            result
-        })
-        .await
-        .map_err(backend)?
+        };
+        let result = f(&conn);
+        if let Ok(mut readers) = self.readers.lock() {
+            if readers.len() < 16 {
+                readers.push(conn);
+            }
+        }
+        result
     }
 }
 
@@ -187,22 +193,19 @@ fn to_i64(n: usize) -> i64 {
 #[async_trait]
 impl Store for SqliteStore {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
-        let key = key.clone();
-        self.read(move |conn| {
+        self.inner.with_reader(|conn| {
             let mut stmt =
                 conn.prepare_cached("SELECT value, version FROM items WHERE pk = ?1 AND sk = ?2").map_err(backend)?;
             let found = stmt
                 .query_row(params![key.pk, key.sk], |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?)))
                 .optional()
                 .map_err(backend)?;
-            Ok(found.map(|(value, version)| Item { key, value, version: version.unsigned_abs() }))
+            Ok(found.map(|(value, version)| Item { key: key.clone(), value, version: version.unsigned_abs() }))
         })
-        .await
     }
 
     async fn query(&self, query: &Query) -> StoreResult<Page> {
-        let query = query.clone();
-        self.read(move |conn| {
+        self.inner.with_reader(|conn| {
             let limit = query.limit.clamp(1, crate::MAX_PAGE);
             let low = query.sk_prefix.clone();
             let high = format!("{}{PREFIX_END}", query.sk_prefix);
@@ -234,7 +237,6 @@ impl Store for SqliteStore {
             };
             Ok(Page { items, next })
         })
-        .await
     }
 
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
