@@ -50,7 +50,7 @@ async fn a_batch_beyond_one_transaction_is_refused_whole() {
             ..Default::default()
         })
         .collect();
-    match events::ingest(&tally, &org, &inputs).await {
+    match events::ingest(&tally, &org, inputs.clone()).await {
         Err(ServiceError::Validation(errors)) => {
             assert_eq!(errors.fields().get("events"), Some(&vec!["too_many_events".to_string()]))
         }
@@ -58,7 +58,7 @@ async fn a_batch_beyond_one_transaction_is_refused_whole() {
     }
     assert!(store.events_by_transaction(&org.id, "big-0").await.expect("read").is_empty());
     // A smaller batch goes through.
-    events::ingest(&tally, &org, &inputs[..20]).await.expect("20 events fit");
+    events::ingest(&tally, &org, inputs[..20].to_vec()).await.expect("20 events fit");
     assert_eq!(store.events_by_transaction(&org.id, "big-0").await.expect("read").len(), 1);
 }
 
@@ -143,7 +143,7 @@ async fn a_hot_metric_spread_over_shards_contends_less() {
                         code: Some(json!(metric)),
                         ..Default::default()
                     };
-                    events::ingest(&tally, &org, &[input]).await.expect("ingest");
+                    events::ingest(&tally, &org, vec![input]).await.expect("ingest");
                 }
             }));
         }

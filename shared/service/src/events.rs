@@ -62,7 +62,8 @@ fn text(value: &Option<Value>) -> Option<String> {
 }
 
 /// Validates one event input; Lago's field codes.
-fn validate(input: &EventInput, now: DateTime<Utc>) -> Result<EventRecord, ValidationErrors> {
+/// Takes the input by value: its properties move into the record (no copy per event).
+fn validate(input: EventInput, now: DateTime<Utc>) -> Result<EventRecord, ValidationErrors> {
     let mut errors = ValidationErrors::new();
     let transaction_id = text(&input.transaction_id);
     let external_subscription_id = text(&input.external_subscription_id);
@@ -86,9 +87,9 @@ fn validate(input: &EventInput, now: DateTime<Utc>) -> Result<EventRecord, Valid
             }
         },
     };
-    let properties = match &input.properties {
+    let properties = match input.properties {
         None | Some(Value::Null) => Some(Map::new()),
-        Some(Value::Object(map)) => Some(map.clone()),
+        Some(Value::Object(map)) => Some(map),
         Some(_) => {
             errors.add("properties", "value_is_invalid");
             None
@@ -209,10 +210,10 @@ async fn attribute(
 }
 
 /// Validates every input; 422 keyed by batch index if any is invalid.
-pub(crate) fn validate_all(inputs: &[EventInput], now: DateTime<Utc>) -> ServiceResult<Vec<EventRecord>> {
+pub(crate) fn validate_all(inputs: Vec<EventInput>, now: DateTime<Utc>) -> ServiceResult<Vec<EventRecord>> {
     let mut invalid = BTreeMap::new();
     let mut records = Vec::with_capacity(inputs.len());
-    for (index, input) in inputs.iter().enumerate() {
+    for (index, input) in inputs.into_iter().enumerate() {
         match validate(input, now) {
             Ok(record) => records.push(record),
             Err(errors) => {
@@ -228,13 +229,13 @@ pub(crate) fn validate_all(inputs: &[EventInput], now: DateTime<Utc>) -> Service
 }
 
 /// Validates one event (queued ingestion validates each message's events on its own).
-pub(crate) fn validate_one(input: &EventInput, now: DateTime<Utc>) -> Result<EventRecord, ValidationErrors> {
+pub(crate) fn validate_one(input: EventInput, now: DateTime<Utc>) -> Result<EventRecord, ValidationErrors> {
     validate(input, now)
 }
 
 /// `POST /events`: ingested now on a store that takes it directly (embedded), or, when the
 /// application has a queue (AWS), checked and enqueued for the consumer to meter.
-pub async fn accept(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceResult<Vec<EventRecord>> {
+pub async fn accept(tally: &Tally, org: &Org, inputs: Vec<EventInput>) -> ServiceResult<Vec<EventRecord>> {
     match &tally.queue {
         Some(queue) => crate::queued_events::enqueue(tally, org, queue.as_ref(), inputs).await,
         None => ingest(tally, org, inputs).await,
@@ -243,7 +244,7 @@ pub async fn accept(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceR
 
 /// Ingests events all or nothing: 422 with errors keyed by batch index if any is invalid or
 /// already stored (`value_already_exist`), else every event is logged and metered or parked.
-pub async fn ingest(tally: &Tally, org: &Org, inputs: &[EventInput]) -> ServiceResult<Vec<EventRecord>> {
+pub async fn ingest(tally: &Tally, org: &Org, inputs: Vec<EventInput>) -> ServiceResult<Vec<EventRecord>> {
     let mut records = validate_all(inputs, tally.now())?;
     match commit(tally, org, &mut records).await {
         Ok(()) => Ok(records),

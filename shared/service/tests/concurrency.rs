@@ -77,7 +77,7 @@ async fn events_racing_the_subscription_creation_count_exactly_once() {
         let (tally, org) = (tally.clone(), org.clone());
         senders.push(tokio::spawn(async move {
             for i in 0..50 {
-                events::ingest(&tally, &org, &[call(&format!("{sender}-{i}"), "racy")]).await.expect("ingest");
+                events::ingest(&tally, &org, vec![call(&format!("{sender}-{i}"), "racy")]).await.expect("ingest");
             }
         }));
     }
@@ -98,11 +98,11 @@ async fn a_catalog_change_made_by_another_process_reaches_ingestion() {
     let (server, org) = setup(dir.path(), "2024-04-05T00:00:00Z").await;
     let other = Tally::new(server.store.clone(), Arc::new(FixedClock::new(at("2024-04-05T00:00:00Z"))));
     // The server learns (and caches) that "elsewhere" has no subscription: the event is parked.
-    events::ingest(&server, &org, &[call("e-1", "elsewhere")]).await.expect("ingest");
+    events::ingest(&server, &org, vec![call("e-1", "elsewhere")]).await.expect("ingest");
     // The other process creates it; its sweep meters the parked event.
     subscribe(&other, &org, "elsewhere").await;
     // The server's cached "no subscription" must not park this one: it is metered directly.
-    events::ingest(&server, &org, &[call("e-2", "elsewhere")]).await.expect("ingest");
+    events::ingest(&server, &org, vec![call("e-2", "elsewhere")]).await.expect("ingest");
     let usage = usage::current_usage(&server, &org, "cust-elsewhere", "elsewhere", false).await.expect("usage");
     assert_eq!(usage.charges[0].events_count, 2);
 }
@@ -119,7 +119,7 @@ async fn a_hot_bucket_spread_over_shards_still_sums_exactly() {
         let (tally, org) = (tally.clone(), org.clone());
         senders.push(tokio::spawn(async move {
             for i in 0..25 {
-                events::ingest(&tally, &org, &[call(&format!("hot-{sender}-{i}"), "hot")]).await.expect("ingest");
+                events::ingest(&tally, &org, vec![call(&format!("hot-{sender}-{i}"), "hot")]).await.expect("ingest");
             }
         }));
     }

@@ -20,7 +20,7 @@ pub fn routes() -> Router<AppState> {
 
 async fn create(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiResult<Json<Value>> {
     let input: EventInput = root(&body, "event")?;
-    let events = events::accept(&s.tally, &org, std::slice::from_ref(&input)).await.map_err(|e| match e {
+    let events = events::accept(&s.tally, &org, vec![input]).await.map_err(|e| match e {
         // A single event reports its errors unkeyed.
         ServiceError::BatchValidation(mut by_index) => match by_index.remove(&0) {
             Some(errors) => ServiceError::Validation(errors),
@@ -55,7 +55,7 @@ async fn batch(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiRe
     if inputs.len() > MAX_BATCH {
         return Err(ServiceError::invalid("events", "too_many_events").into());
     }
-    let events = events::accept(&s.tally, &org, &inputs).await?;
+    let events = events::accept(&s.tally, &org, inputs).await?;
     Ok(Json(BatchAnswer { events: events.iter().map(views::event_view).collect() }).into_response())
 }
 

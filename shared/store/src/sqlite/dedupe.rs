@@ -22,7 +22,8 @@ use super::backend;
 use super::bloom::Bloom;
 use crate::StoreResult;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::HashMap;
+// foldhash: the keys are already hashes, and SipHash on them showed in ingest profiles.
+use foldhash::HashMap;
 
 /// Events kept in memory before their keys are written as a run (default).
 pub const ARCHIVE_AT: usize = 1_000_000;
@@ -94,8 +95,8 @@ impl Dedupe {
             conn.execute("DELETE FROM event_keys WHERE run > ?1", params![last_run]).map_err(backend)?;
         }
         let mut dedupe = Self {
-            recent: HashMap::new(),
-            recent_more: HashMap::new(),
+            recent: HashMap::default(),
+            recent_more: HashMap::default(),
             recent_count: 0,
             last_seq: archived_through,
             archived_through,

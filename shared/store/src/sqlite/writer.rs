@@ -5,7 +5,6 @@ use super::schema::event_hash;
 use super::{backend, logged_event};
 use crate::{AppendOutcome, Condition, EventBatch, LoggedEvent, StoreError, StoreResult, Write};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::Receiver;
 use tokio::sync::oneshot;
 
@@ -283,7 +282,7 @@ struct AppendPlan {
 
 /// Usage states merged in the current group and not yet written.
 #[derive(Default)]
-struct Overlay(HashMap<crate::Key, Vec<u8>>);
+struct Overlay(foldhash::HashMap<crate::Key, Vec<u8>>);
 
 impl Overlay {
     fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
@@ -297,7 +296,7 @@ impl Overlay {
 /// Checks an append (duplicates, then conditions) and computes its merged states, reading only.
 fn prepare_append(conn: &Connection, dedupe: &Dedupe, batch: EventBatch, overlay: &Overlay) -> StoreResult<Prepared> {
     let mut duplicates = Vec::new();
-    let mut seen = HashSet::with_capacity(batch.events.len());
+    let mut seen = foldhash::HashSet::with_capacity_and_hasher(batch.events.len(), Default::default());
     {
         let mut stored = conn
             .prepare_cached("SELECT 1 FROM events WHERE seq = ?1 AND org = ?2 AND sub = ?3 AND tx = ?4")
