@@ -4,6 +4,10 @@
 /// Bits per key: about 1 % false positives with 7 probes.
 const BITS_PER_KEY: usize = 10;
 const PROBES: u64 = 7;
+/// Words per block: every probe of a key falls in one 64-byte block (one cache line), so a
+/// lookup costs one memory access however many probes it makes.
+const BLOCK_WORDS: usize = 8;
+const BLOCK_BITS: u64 = (BLOCK_WORDS * 64) as u64;
 
 pub(super) struct Bloom {
     bits: Vec<u64>,
@@ -12,27 +16,34 @@ pub(super) struct Bloom {
 impl Bloom {
     /// A filter sized for `keys` keys (its false-positive rate climbs past that).
     pub(super) fn with_capacity(keys: usize) -> Self {
-        let words = (keys.max(1024) * BITS_PER_KEY).div_ceil(64);
-        Self { bits: vec![0; words] }
+        let blocks = (keys.max(1024) * BITS_PER_KEY).div_ceil(64 * BLOCK_WORDS);
+        Self { bits: vec![0; blocks * BLOCK_WORDS] }
     }
 
-    /// Probe positions by double hashing the two halves of the key.
-    fn positions(&self, key: i64) -> impl Iterator<Item = usize> + '_ {
+    /// The key's block, and its probe positions in that block (double hashing of the key's
+    /// halves; the key is already a good hash).
+    fn probes(&self, key: i64) -> (usize, impl Iterator<Item = (usize, u64)>) {
         let key = u64::from_ne_bytes(key.to_ne_bytes());
-        let (h1, h2) = (key & 0xffff_ffff, (key >> 32) | 1);
-        let m = (self.bits.len() * 64) as u64;
-        (0..PROBES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m) as usize)
+        let blocks = (self.bits.len() / BLOCK_WORDS) as u64;
+        let block = ((key >> 32) % blocks) as usize * BLOCK_WORDS;
+        let (h1, h2) = (key & 0xffff, ((key >> 16) & 0xffff) | 1);
+        let bits = (0..PROBES).map(move |i| {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % BLOCK_BITS;
+            ((bit / 64) as usize, 1u64 << (bit % 64))
+        });
+        (block, bits)
     }
 
     pub(super) fn insert(&mut self, key: i64) {
-        let positions: Vec<usize> = self.positions(key).collect();
-        for p in positions {
-            self.bits[p / 64] |= 1 << (p % 64);
+        let (block, probes) = self.probes(key);
+        for (word, mask) in probes {
+            self.bits[block + word] |= mask;
         }
     }
 
     pub(super) fn may_contain(&self, key: i64) -> bool {
-        self.positions(key).all(|p| self.bits[p / 64] & (1 << (p % 64)) != 0)
+        let (block, mut probes) = self.probes(key);
+        probes.all(|(word, mask)| self.bits[block + word] & mask != 0)
     }
 }
 

@@ -20,10 +20,11 @@
 
 use super::backend;
 use super::bloom::Bloom;
-use crate::StoreResult;
+use crate::{StoreError, StoreResult};
 use rusqlite::{params, Connection, OptionalExtension};
 // foldhash: the keys are already hashes, and SipHash on them showed in ingest profiles.
 use foldhash::HashMap;
+use std::sync::{mpsc, Arc};
 
 /// Events kept in memory before their keys are written as a run (default).
 pub const ARCHIVE_AT: usize = 1_000_000;
@@ -36,21 +37,82 @@ struct Run {
     keys: Bloom,
 }
 
+/// The recent keys of a frozen run: they answer lookups until the run is on disk.
+struct Frozen {
+    first: HashMap<i64, i64>,
+    more: HashMap<i64, Vec<i64>>,
+}
+
+/// What a helper thread prepares from a frozen run, off the writer thread (sorting a million
+/// keys and filling a filter would stall every request waiting on the writer).
+struct Prepared {
+    /// `(hash, seq)`, sorted.
+    keys: Vec<(i64, i64)>,
+    filter: Bloom,
+}
+
+impl Prepared {
+    fn from(frozen: &Frozen) -> Self {
+        let mut keys: Vec<(i64, i64)> = frozen.first.iter().map(|(hash, seq)| (*hash, *seq)).collect();
+        for (hash, more) in &frozen.more {
+            keys.extend(more.iter().map(|seq| (*hash, *seq)));
+        }
+        keys.sort_unstable();
+        let mut filter = Bloom::with_capacity(keys.len());
+        for (hash, _) in &keys {
+            filter.insert(*hash);
+        }
+        Self { keys, filter }
+    }
+}
+
 /// A frozen run being written, a slice per commit.
 struct Pending {
     id: i64,
     /// Every event with a row number up to this is in the run.
     through: i64,
-    /// `(hash, seq)`, sorted.
-    keys: Vec<(i64, i64)>,
+    frozen: Arc<Frozen>,
+    prepared: Option<Prepared>,
+    preparing: Option<mpsc::Receiver<Prepared>>,
     /// Keys committed to `event_keys` so far.
     written: usize,
 }
 
 impl Pending {
+    fn new(id: i64, through: i64, frozen: Frozen) -> Self {
+        let frozen = Arc::new(frozen);
+        let (sender, receiver) = mpsc::channel();
+        let helper = frozen.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tally-dedupe-run".into())
+            .spawn(move || drop(sender.send(Prepared::from(&helper))));
+        let (prepared, preparing) = match spawned {
+            Ok(_) => (None, Some(receiver)),
+            Err(_) => (Some(Prepared::from(&frozen)), None),
+        };
+        Self { id, through, frozen, prepared, preparing, written: 0 }
+    }
+
+    /// The prepared run: waits for it if `wait`, else only if it is ready.
+    fn prepared(&mut self, wait: bool) -> StoreResult<Option<&Prepared>> {
+        if self.prepared.is_none() {
+            if let Some(receiver) = &self.preparing {
+                let received = if wait { receiver.recv().ok() } else { receiver.try_recv().ok() };
+                match received {
+                    Some(prepared) => self.prepared = Some(prepared),
+                    None if wait => return Err(StoreError::Backend("preparing an index run failed".into())),
+                    None => {}
+                }
+            }
+        }
+        Ok(self.prepared.as_ref())
+    }
+
     fn candidates(&self, hash: i64, seqs: &mut Vec<i64>) {
-        let start = self.keys.partition_point(|(h, _)| *h < hash);
-        seqs.extend(self.keys[start..].iter().take_while(|(h, _)| *h == hash).map(|(_, seq)| *seq));
+        seqs.extend(self.frozen.first.get(&hash));
+        if let Some(more) = self.frozen.more.get(&hash) {
+            seqs.extend(more);
+        }
     }
 }
 
@@ -169,53 +231,51 @@ impl Dedupe {
     }
 
     /// Freezes the recent keys as the next run once there are enough of them (no disk work:
-    /// the run is written by [`Dedupe::write_slice`]). A run still being written is finished
-    /// first, in the caller's transaction (only when ingestion outpaces the slices).
+    /// a helper thread sorts them, and [`Dedupe::write_slice`] writes them). A run still being
+    /// written is finished first, in the caller's transaction (only when ingestion outpaces the
+    /// slices).
     pub(super) fn freeze_if_due(&mut self, conn: &Connection) -> StoreResult<()> {
         if self.recent_count < self.archive_at {
             return Ok(());
         }
-        if let Some(pending) = &self.pending {
-            let rest = self.write_slice(conn, pending.keys.len())?;
+        if self.pending.is_some() {
+            let rest = self.write_slice(conn, usize::MAX, true)?;
             self.committed(rest);
         }
-        let mut keys: Vec<(i64, i64)> = Vec::with_capacity(self.recent_count);
-        keys.extend(self.recent.drain());
-        for (hash, more) in self.recent_more.drain() {
-            keys.extend(more.into_iter().map(|seq| (hash, seq)));
-        }
-        keys.sort_unstable();
-        self.recent.shrink_to(1024);
-        self.recent_more.shrink_to(64);
+        let frozen = Frozen { first: std::mem::take(&mut self.recent), more: std::mem::take(&mut self.recent_more) };
         self.recent_count = 0;
         let id = self.runs.last().map_or(1, |r| r.id + 1);
-        self.pending = Some(Pending { id, through: self.last_seq, keys, written: 0 });
+        self.pending = Some(Pending::new(id, self.last_seq, frozen));
         Ok(())
     }
 
-    /// Writes the next slice of the pending run (at least `at_least` keys), inside the caller's
-    /// transaction; the last slice also records the run as archived. Pass the result to
-    /// [`Dedupe::committed`] once that transaction committed (if it does not, the store reloads
-    /// the index from disk).
-    pub(super) fn write_slice(&self, conn: &Connection, at_least: usize) -> StoreResult<Progress> {
-        let Some(pending) = &self.pending else {
+    /// Writes the next slice of the pending run (at least `at_least` keys, once its helper
+    /// prepared it; `wait` for that), inside the caller's transaction; the last slice also
+    /// records the run as archived. Pass the result to [`Dedupe::committed`] once that
+    /// transaction committed (if it does not, the store reloads the index from disk).
+    pub(super) fn write_slice(&mut self, conn: &Connection, at_least: usize, wait: bool) -> StoreResult<Progress> {
+        let Some(pending) = &mut self.pending else {
             return Ok(Progress { written: 0 });
         };
-        let end = (pending.written + at_least.max(MIN_SLICE)).min(pending.keys.len());
+        let (id, through, start) = (pending.id, pending.through, pending.written);
+        let Some(prepared) = pending.prepared(wait)? else {
+            return Ok(Progress { written: start });
+        };
+        let end = start.saturating_add(at_least.max(MIN_SLICE)).min(prepared.keys.len());
         let mut insert =
             conn.prepare_cached("INSERT INTO event_keys (run, hash, seq) VALUES (?1, ?2, ?3)").map_err(backend)?;
-        for (hash, seq) in &pending.keys[pending.written..end] {
-            insert.execute(params![pending.id, hash, seq]).map_err(backend)?;
+        for (hash, seq) in &prepared.keys[start..end] {
+            insert.execute(params![id, hash, seq]).map_err(backend)?;
         }
-        if end == pending.keys.len() {
+        if end == prepared.keys.len() {
             let mut meta = conn
                 .prepare_cached(
                     "INSERT INTO meta (name, value) VALUES (?1, ?2)
                      ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 )
                 .map_err(backend)?;
-            meta.execute(params!["keys_archived_through", pending.through]).map_err(backend)?;
-            meta.execute(params!["keys_last_run", pending.id]).map_err(backend)?;
+            meta.execute(params!["keys_archived_through", through]).map_err(backend)?;
+            meta.execute(params!["keys_last_run", id]).map_err(backend)?;
         }
         Ok(Progress { written: end })
     }
@@ -224,15 +284,13 @@ impl Dedupe {
     pub(super) fn committed(&mut self, progress: Progress) {
         let Some(pending) = &mut self.pending else { return };
         pending.written = progress.written;
-        if pending.written < pending.keys.len() {
+        let done = pending.prepared.as_ref().is_some_and(|p| pending.written >= p.keys.len());
+        if !done {
             return;
         }
-        let mut keys = Bloom::with_capacity(pending.keys.len());
-        for (hash, _) in &pending.keys {
-            keys.insert(*hash);
+        if let Some(Pending { id, through, prepared: Some(prepared), .. }) = self.pending.take() {
+            self.runs.push(Run { id, keys: prepared.filter });
+            self.archived_through = through;
         }
-        self.runs.push(Run { id: pending.id, keys });
-        self.archived_through = pending.through;
-        self.pending = None;
     }
 }

@@ -165,7 +165,7 @@ fn commit_group(conn: &mut Connection, dedupe: &mut Dedupe, group: Vec<Job>) -> 
     // Move the event keys to disk a slice per commit, at twice the pace events arrive.
     let mut archived = None;
     if broken.is_none() {
-        let slice = dedupe.freeze_if_due(&tx).and_then(|_| dedupe.write_slice(&tx, 2 * appended));
+        let slice = dedupe.freeze_if_due(&tx).and_then(|_| dedupe.write_slice(&tx, 2 * appended, false));
         match slice {
             Ok(progress) => archived = Some(progress),
             Err(e) => broken = Some(e),
