@@ -16,6 +16,14 @@ fn failed(resource: &str, message: impl std::fmt::Display) -> ResourceError {
     ResourceError { resource: resource.to_owned(), message: message.to_string() }
 }
 
+/// An SDK failure with its causes (the bare error prints only "service error").
+fn sdk_failed<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    resource: &str,
+    e: aws_sdk_s3::error::SdkError<E, R>,
+) -> ResourceError {
+    failed(resource, aws_sdk_s3::error::DisplayErrorContext(&e))
+}
+
 /// An S3 client; path-style addressing when an endpoint is configured (moto's server, MinIO).
 pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some()).build();
@@ -35,7 +43,7 @@ pub async fn create_bucket_if_missing(client: &aws_sdk_s3::Client, bucket: &str)
     match client.create_bucket().bucket(bucket).send().await {
         Ok(_) => {}
         Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou")) => {}
-        Err(e) => return Err(failed(bucket, e.as_service_error().map_or(e.to_string(), |s| s.to_string()))),
+        Err(e) => return Err(sdk_failed(bucket, e)),
     }
     let private = PublicAccessBlockConfiguration::builder()
         .block_public_acls(true)
@@ -49,7 +57,7 @@ pub async fn create_bucket_if_missing(client: &aws_sdk_s3::Client, bucket: &str)
         .public_access_block_configuration(private)
         .send()
         .await
-        .map_err(|e| failed(bucket, e.as_service_error().map_or(e.to_string(), |s| s.to_string())))?;
+        .map_err(|e| sdk_failed(bucket, e))?;
     let by_default = ServerSideEncryptionByDefault::builder()
         .sse_algorithm(ServerSideEncryption::Aes256)
         .build()
@@ -64,7 +72,7 @@ pub async fn create_bucket_if_missing(client: &aws_sdk_s3::Client, bucket: &str)
         .server_side_encryption_configuration(encryption)
         .send()
         .await
-        .map_err(|e| failed(bucket, e.as_service_error().map_or(e.to_string(), |s| s.to_string())))?;
+        .map_err(|e| sdk_failed(bucket, e))?;
     Ok(())
 }
 
@@ -79,6 +87,6 @@ pub async fn create_event_bus_if_missing(
     match client.create_event_bus().name(name).send().await {
         Ok(_) => Ok(()),
         Err(e) if e.code() == Some("ResourceAlreadyExistsException") => Ok(()),
-        Err(e) => Err(failed(name, e.as_service_error().map_or(e.to_string(), |s| s.to_string()))),
+        Err(e) => Err(sdk_failed(name, e)),
     }
 }

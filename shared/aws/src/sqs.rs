@@ -2,7 +2,7 @@
 //! `tally serve --backend aws` in process) meters them.
 
 use async_trait::async_trait;
-use aws_sdk_sqs::error::ProvideErrorMetadata;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
@@ -18,6 +18,11 @@ const SEND_ATTEMPTS: usize = 4;
 
 fn unavailable(e: impl std::fmt::Display) -> QueueError {
     QueueError::Unavailable(e.to_string())
+}
+
+/// An SDK failure with its causes (the bare error prints only "service error").
+fn sdk_unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> QueueError {
+    QueueError::Unavailable(DisplayErrorContext(&e).to_string())
 }
 
 #[derive(Clone)]
@@ -37,12 +42,12 @@ impl SqsQueue {
 
     /// The queue named `name`.
     pub async fn named(client: Client, name: &str) -> QueueResult<Self> {
-        let found = client.get_queue_url().queue_name(name).send().await.map_err(|e| {
-            QueueError::Unavailable(format!(
-                "queue {name}: {}",
-                e.as_service_error().map_or(e.to_string(), |s| s.to_string())
-            ))
-        })?;
+        let found = client
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(|e| QueueError::Unavailable(format!("queue {name}: {}", DisplayErrorContext(&e))))?;
         let url = found.queue_url().ok_or_else(|| unavailable(format!("queue {name} has no URL")))?;
         Ok(Self::new(client, url))
     }
@@ -80,7 +85,7 @@ impl SqsQueue {
             Err(e) if e.code() == Some("QueueAlreadyExists") || e.code() == Some("QueueNameExists") => {
                 Self::named(client, name).await
             }
-            Err(e) => Err(unavailable(e.as_service_error().map_or(e.to_string(), |s| s.to_string()))),
+            Err(e) => Err(sdk_unavailable(e)),
         }
     }
 }
@@ -131,7 +136,7 @@ impl Queue for SqsQueue {
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| unavailable(e.as_service_error().map_or(e.to_string(), |s| s.to_string())))?;
+                    .map_err(sdk_unavailable)?;
                 let failed: Vec<&str> = sent.failed().iter().map(|f| f.id()).collect();
                 pending.retain(|(id, _)| failed.contains(&id.as_str()));
             }
@@ -153,7 +158,7 @@ impl Queue for SqsQueue {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
-            .map_err(|e| unavailable(e.as_service_error().map_or(e.to_string(), |s| s.to_string())))?;
+            .map_err(sdk_unavailable)?;
         Ok(received
             .messages()
             .iter()
@@ -184,7 +189,7 @@ impl Queue for SqsQueue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| unavailable(e.as_service_error().map_or(e.to_string(), |s| s.to_string())))?;
+                .map_err(sdk_unavailable)?;
         }
         Ok(())
     }
