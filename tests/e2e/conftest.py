@@ -36,11 +36,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def queue_name() -> str:
+    """On the AWS backend: the name of the suite's table, queue, bucket and bus."""
+    return f"tally-e2e-{os.getpid()}"
+
+
 def storage_args(data_dir: str) -> list:
     """Where the server keeps its data: the embedded store, or DynamoDB."""
     args = ["--data-dir", data_dir]
     if os.environ.get("TALLY_E2E_BACKEND") == "aws":
-        name = f"tally-e2e-{os.getpid()}"
+        name = queue_name()
         args += ["--backend", "aws", "--table", name, "--queue", name, "--bucket", name, "--event-bus", name,
                  "--create-resources"]
     return args

@@ -315,3 +315,23 @@ def test_a_batch_of_a_hundred_events_counts_each_once(client, server, catalog):
     usage = client.customers.current_usage("bulk", "bulk-1")
     # 100 calls × 0.50 = 50.00
     assert (usage.charges_usage[0].events_count, usage.amount_cents) == (100, 5000)
+
+
+@pytest.mark.skipif(os.environ.get("TALLY_E2E_BACKEND") != "aws", reason="the queue exists on the AWS backend")
+def test_a_producer_can_write_events_straight_to_the_queue(client, server, catalog):
+    import boto3  # installed with moto (tests/requirements.txt)
+
+    from conftest import queue_name
+
+    client.subscriptions.create(Subscription(external_customer_id="direct", plan_code="e2e", external_id="direct-1"))
+    sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    url = sqs.get_queue_url(QueueName=queue_name())["QueueUrl"]
+    body = '{"events": [{"transaction_id": "q-1", "external_subscription_id": "direct-1", "code": "api_calls"},' \
+           ' {"transaction_id": "q-2", "external_subscription_id": "direct-1", "code": "api_calls"}]}'
+    sqs.send_message(QueueUrl=url, MessageBody=body)
+    sqs.send_message(QueueUrl=url, MessageBody=body)  # sent twice: counted once
+    server.wait_for_events(2, external_subscription_id="direct-1")
+    usage = client.customers.current_usage("direct", "direct-1")
+    # 2 calls × 0.50 = 1.00
+    assert (usage.charges_usage[0].events_count, usage.amount_cents) == (2, 100)
