@@ -200,11 +200,7 @@ pub async fn consume(tally: &Tally, org: &Org, messages: &[Message]) -> Outcome 
                         let message = entries[position].0;
                         tracing::warn!(message_id = %messages[message].id, ?errors, "invalid event");
                         failed.insert(message);
-                        for (p, (m, _)) in entries.iter().enumerate() {
-                            if *m == message {
-                                alive[p] = false;
-                            }
-                        }
+                        drop_message(&entries, &mut alive, message);
                     }
                 }
             }
@@ -216,7 +212,7 @@ pub async fn consume(tally: &Tally, org: &Org, messages: &[Message]) -> Outcome 
                 let message = entries[positions[0]].0;
                 tracing::error!(message_id = %messages[message].id, items, "one event needs more writes than a transaction holds");
                 failed.insert(message);
-                alive[positions[0]] = false;
+                drop_message(&entries, &mut alive, message);
             }
             Err(Refused::Failed(e)) => {
                 tracing::error!("ingest failed, the rest will be redelivered: {e}");
@@ -231,6 +227,15 @@ pub async fn consume(tally: &Tally, org: &Org, messages: &[Message]) -> Outcome 
     }
     outcome.failed = failed.into_iter().map(|i| messages[i].id.clone()).collect();
     outcome
+}
+
+/// Drops the events of a failed message that are not stored yet.
+fn drop_message(entries: &[(usize, EventRecord)], alive: &mut [bool], message: usize) {
+    for (position, (of, _)) in entries.iter().enumerate() {
+        if *of == message {
+            alive[position] = false;
+        }
+    }
 }
 
 /// Receives one batch from `queue` (waiting up to `wait`), ingests it, and deletes the messages
