@@ -63,7 +63,7 @@ fn text(value: &Option<Value>) -> Option<String> {
 
 /// Validates one event input; Lago's field codes.
 /// Takes the input by value: its properties move into the record (no copy per event).
-fn validate(input: EventInput, now: DateTime<Utc>) -> Result<EventRecord, ValidationErrors> {
+pub(crate) fn validate(input: EventInput, now: DateTime<Utc>) -> Result<EventRecord, ValidationErrors> {
     let mut errors = ValidationErrors::new();
     let transaction_id = text(&input.transaction_id);
     let external_subscription_id = text(&input.external_subscription_id);
@@ -226,11 +226,6 @@ pub(crate) fn validate_all(inputs: Vec<EventInput>, now: DateTime<Utc>) -> Servi
     } else {
         Err(ServiceError::BatchValidation(invalid))
     }
-}
-
-/// Validates one event (queued ingestion validates each message's events on its own).
-pub(crate) fn validate_one(input: EventInput, now: DateTime<Utc>) -> Result<EventRecord, ValidationErrors> {
-    validate(input, now)
 }
 
 /// `POST /events`: ingested now on a store that takes it directly (embedded), or, when the

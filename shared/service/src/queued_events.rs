@@ -144,7 +144,7 @@ fn parse(body: &str, now: DateTime<Utc>) -> Result<Vec<EventRecord>, String> {
         .map(|event| {
             let input: EventInput = serde_json::from_value(event.clone()).map_err(|e| format!("not an event: {e}"))?;
             let assigned: Assigned = serde_json::from_value(event).map_err(|e| format!("not an event: {e}"))?;
-            let mut record = events::validate_one(input, now).map_err(|e| format!("invalid event: {e:?}"))?;
+            let mut record = events::validate(input, now).map_err(|e| format!("invalid event: {e:?}"))?;
             if let Some(lago_id) = assigned.lago_id.filter(|id| !id.is_empty()) {
                 record.lago_id = lago_id;
             }
