@@ -242,6 +242,20 @@ async fn usage_p99(client: &reqwest::Client, url: &str, subscriptions: usize) ->
     Ok(ms(&h, 0.99))
 }
 
+/// [`usage_p99`] from a client of its own (a dashboard, say): its own thread, runtime and
+/// connection, so the figure is the server's, not the wait for the senders' busy runtime.
+async fn usage_p99_apart(url: &str, subscriptions: usize) -> anyhow::Result<f64> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+            usage_p99(&client, &url, subscriptions).await
+        })
+    })
+    .await?
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -268,9 +282,6 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).build()?;
     setup(&client, &server.url, args.subscriptions).await?;
     println!("setup: 1 plan, {} subscriptions", args.subscriptions);
-    // Usage is read by a client of its own (a dashboard, say), on its own kept-alive
-    // connection: it does not queue for one of the senders' connections.
-    let reader = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
 
     let next = Arc::new(AtomicU64::new(0));
     let stored = Arc::new(AtomicU64::new(0));
@@ -320,12 +331,12 @@ async fn main() -> anyhow::Result<()> {
             let elapsed = window_start.0.elapsed().as_secs_f64();
             let rate = (now_stored - window_start.1) as f64 / elapsed;
             let latencies = std::mem::replace(&mut *window.lock().await, Histogram::<u64>::new(3)?);
-            let loaded = usage_p99(&reader, &server.url, args.subscriptions).await?;
+            let loaded = usage_p99_apart(&server.url, args.subscriptions).await?;
             // Again with the senders paused: what the read costs at this size, without the
             // ingest load competing for the two cores.
             let at_rest = {
                 let _paused = gate.write().await;
-                usage_p99(&reader, &server.url, args.subscriptions).await?
+                usage_p99_apart(&server.url, args.subscriptions).await?
             };
             println!(
                 "{:>11} events stored: {:>8.0} events/s, batch p50 {:>6.1} ms, p99 {:>6.1} ms; current_usage p99 {:.2} ms under load, {:.2} ms at rest; RSS {:.0} MB",
