@@ -118,7 +118,7 @@ async fn write_units_per_event() {
 async fn a_hot_metric_spread_over_shards_contends_less() {
     use serde_json::json;
     use tally_service::events::{self, EventInput};
-    use tally_service::{organizations, testing, usage, SystemClock, Tally};
+    use tally_service::{organizations, testing, usage, ServiceError, SystemClock, Tally};
 
     async fn flood(shards: u32, run: &str) -> (u64, u64) {
         let store = Arc::new(store().await);
@@ -143,7 +143,16 @@ async fn a_hot_metric_spread_over_shards_contends_less() {
                         code: Some(json!(metric)),
                         ..Default::default()
                     };
-                    events::ingest(&tally, &org, vec![input]).await.expect("ingest");
+                    // A writer that loses too many races is told to retry (503), as a client
+                    // would be; the retry is idempotent.
+                    let mut tries = 0;
+                    loop {
+                        match events::ingest(&tally, &org, vec![input.clone()]).await {
+                            Ok(_) => break,
+                            Err(ServiceError::Unavailable(_)) if tries < 5 => tries += 1,
+                            Err(e) => panic!("ingest: {e:?}"),
+                        }
+                    }
                 }
             }));
         }
