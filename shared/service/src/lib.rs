@@ -69,10 +69,6 @@ impl Tally {
         self
     }
 
-    pub fn queue(&self) -> Option<&Arc<dyn tally_queue::Queue>> {
-        self.queue.as_ref()
-    }
-
     pub fn usage_shards(&self) -> u32 {
         self.usage_shards
     }
