@@ -35,8 +35,10 @@ impl FromRequestParts<AppState> for Auth {
 }
 
 /// Parses a JSON body and takes its root key (`{"customer": {...}}`), as Lago's controllers do.
+/// Every string in it obeys [`tally_domain::input_rules`] (else 422, nothing changed).
 pub fn root<T: DeserializeOwned>(body: &Bytes, root: &str) -> ApiResult<T> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    tally_domain::input_rules::check_body(&value).map_err(ServiceError::Validation)?;
     let inner = value
         .get(root)
         .filter(|v| !v.is_null())
@@ -46,7 +48,9 @@ pub fn root<T: DeserializeOwned>(body: &Bytes, root: &str) -> ApiResult<T> {
 
 /// The whole JSON body.
 pub fn whole<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    tally_domain::input_rules::check_body(&value).map_err(ServiceError::Validation)?;
+    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -4,6 +4,7 @@
 //! Handlers are thin: extract (key, path, root-keyed JSON) → call a use case → render Lago's
 //! JSON ([`views`]). Every failure leaves through [`error::ApiError`] in Lago's shapes.
 
+mod edges;
 pub mod error;
 mod extract;
 mod routes;
@@ -44,5 +45,8 @@ impl AppState {
 
 /// The whole API. `GET /health` needs no key; everything under `/api/v1` does.
 pub fn router(tally: Tally) -> Router {
-    routes::all().with_state(AppState::new(tally))
+    routes::all()
+        .with_state(AppState::new(tally))
+        .layer(axum::middleware::from_fn(edges::lago_shapes))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(edges::panicked))
 }

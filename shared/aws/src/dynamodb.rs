@@ -466,7 +466,7 @@ impl Store for DynamoStore {
             let mut merges = Vec::with_capacity(batch.usage.len());
             for usage in &batch.usage {
                 let current = self.get(&usage.key).await?;
-                let merged = (usage.merge)(current.as_ref().map(|i| i.value.as_slice())).map_err(StoreError::Merge)?;
+                let merged = usage.apply(current.as_ref().map(|i| i.value.as_slice())).map_err(StoreError::Merge)?;
                 let condition = current.map_or(Condition::Absent, |i| Condition::Version(i.version));
                 merges.push(Write::Put { key: usage.key.clone(), value: merged, condition });
             }

@@ -250,5 +250,13 @@ async fn bill(at: Option<DateTime<Utc>>, storage: &Storage) -> anyhow::Result<()
         report.invoices_issued,
         report.invoices_finalized
     );
+    // Every other subscription is billed; say which could not be, and fail the command so a
+    // scheduler notices (the next run tries them again).
+    for failure in &report.failures {
+        eprintln!("could not bill subscription {}: {}", failure.external_subscription_id, failure.reason);
+    }
+    if !report.failures.is_empty() {
+        anyhow::bail!("{} subscription(s) could not be billed", report.failures.len());
+    }
     Ok(())
 }

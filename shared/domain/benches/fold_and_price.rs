@@ -35,7 +35,7 @@ fn fold(c: &mut Criterion) {
             b.iter(|| {
                 let mut state = AggregationState::new(aggregation, WINDOW);
                 for m in &input {
-                    state.fold(black_box(m));
+                    state.fold(black_box(m)).expect("in range");
                 }
                 black_box(state.units(&[]))
             })
@@ -53,7 +53,7 @@ fn fold(c: &mut Criterion) {
         b.iter(|| {
             let mut state = AggregationState::new(AggregationType::UniqueCountAgg, WINDOW);
             for m in &unique {
-                state.fold(black_box(m));
+                state.fold(black_box(m)).expect("in range");
             }
             black_box(state.units(&[]))
         })
@@ -82,10 +82,12 @@ fn fold_and_price(c: &mut Criterion) {
             || vec![ChargeUsage::new(&metric, &properties, WINDOW); 10_000],
             |mut states| {
                 for (i, m) in input.iter().enumerate() {
-                    states[i % 10_000].fold(&properties, m);
+                    states[i % 10_000].fold(&properties, m).expect("in range");
                 }
-                let total: Decimal =
-                    states.iter().map(|s| s.price(&metric, &properties, &[], Currency::USD).amount).sum();
+                let total: Decimal = states
+                    .iter()
+                    .map(|s| s.price(&metric, &properties, &[], Currency::USD).expect("in range").amount)
+                    .sum();
                 black_box(total)
             },
             BatchSize::LargeInput,

@@ -6,7 +6,9 @@
 
 pub mod aggregation;
 pub mod catalog;
+pub mod checked;
 pub mod expression;
+pub mod input_rules;
 pub mod invoice;
 pub mod money;
 pub mod periods;

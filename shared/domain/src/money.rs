@@ -209,8 +209,8 @@ impl Currency {
 
     /// Major units expressed exactly in (possibly fractional) minor units, without rounding:
     /// Lago's `precise_amount_cents`.
-    pub fn to_precise_minor_units(self, amount: Decimal) -> Decimal {
-        amount * self.subunit_to_unit()
+    pub fn to_precise_minor_units(self, amount: Decimal) -> Result<Decimal, AmountOutOfRange> {
+        amount.checked_mul(self.subunit_to_unit()).ok_or(AmountOutOfRange(amount))
     }
 }
 
@@ -286,7 +286,7 @@ mod tests {
     fn minor_units_round_trip() {
         assert_eq!(Currency::USD.from_minor_units(1235), dec!(12.35));
         assert_eq!(Currency::JPY.from_minor_units(1235), dec!(1235));
-        assert_eq!(Currency::USD.to_precise_minor_units(dec!(0.123456)), dec!(12.3456));
+        assert_eq!(Currency::USD.to_precise_minor_units(dec!(0.123456)).unwrap(), dec!(12.3456));
     }
 
     #[test]

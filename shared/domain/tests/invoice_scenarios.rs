@@ -50,7 +50,11 @@ fn fold_charge(
             precise_total_amount_cents: None,
         };
         let m = measure(metric, &event).expect("event has the field");
-        buckets.entry(bucket).or_insert_with(|| ChargeUsage::new(metric, &pricing, window)).fold(&pricing, &m);
+        buckets
+            .entry(bucket)
+            .or_insert_with(|| ChargeUsage::new(metric, &pricing, window))
+            .fold(&pricing, &m)
+            .expect("in range");
     }
     buckets
 }
@@ -130,8 +134,8 @@ fn a_prorated_first_month_with_filters_groups_tiers_and_taxes() {
     let call_usage = to_buckets(&call_buckets);
     let storage_usage = to_buckets(&storage_buckets);
     let mut fees = vec![subscription_fee(&plan, &schedule, &span, &life, vec![vat.clone()])];
-    fees.extend(charge_fees(&plan, &calls_charge, &api_calls, &span, &call_usage, vec![vat.clone()]));
-    fees.extend(charge_fees(&plan, &storage_charge, &storage, &span, &storage_usage, vec![vat.clone()]));
+    fees.extend(charge_fees(&plan, &calls_charge, &api_calls, &span, &call_usage, vec![vat.clone()]).unwrap());
+    fees.extend(charge_fees(&plan, &storage_charge, &storage, &span, &storage_usage, vec![vat.clone()]).unwrap());
 
     let amounts: Vec<Decimal> = fees.iter().map(|f| f.amount).collect();
     assert_eq!(amounts, vec![dec!(20), dec!(1.000), dec!(12.345), dec!(2.50), dec!(1.025)]);
@@ -172,6 +176,6 @@ fn a_charge_minimum_is_topped_up_for_the_days_billed() {
     let events: Vec<(&str, Value)> = (0..200).map(|_| ("2024-06-20T00:00:00Z", json!({}))).collect();
     let buckets = fold_charge(&metric, &charge, window, &events);
     let usage = to_buckets(&buckets);
-    let fees = charge_fees(&plan, &charge, &metric, &span, &usage, vec![]);
+    let fees = charge_fees(&plan, &charge, &metric, &span, &usage, vec![]).unwrap();
     assert_eq!(fees.iter().map(|f| (f.amount, f.true_up)).collect::<Vec<_>>(), vec![(dec!(2), false), (dec!(3), true)]);
 }

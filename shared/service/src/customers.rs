@@ -1,6 +1,7 @@
 //! Customers: upsert by `external_id`, read, list, delete.
 
 use crate::records::{CustomerRecord, OrganizationRecord, SubscriptionHistory, TaxRecord};
+use crate::retry::Retry;
 use crate::{keys, new_id, put, unchanged, Org, ServiceError, ServiceResult, Tally};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
@@ -67,7 +68,8 @@ pub async fn upsert(tally: &Tally, org: &Org, input: Map<String, Value>) -> Serv
     let details: Map<String, Value> =
         input.iter().filter(|(k, _)| !OWN_FIELDS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
 
-    for _ in 0..5 {
+    let mut retry = Retry::new("customer");
+    loop {
         let key = keys::customer(&org.id, &external_id);
         let existing = tally.load::<CustomerRecord>(&key).await?;
         let now = tally.now();
@@ -131,11 +133,10 @@ pub async fn upsert(tally: &Tally, org: &Org, input: Map<String, Value>) -> Serv
         match result {
             Ok(customer) => return Ok(customer),
             // Raced with another write of the same customer or organization: read again.
-            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(StoreError::ConditionFailed { .. }) => retry.lost_race().await?,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ServiceError::Unavailable("customer kept changing; retry".into()))
 }
 
 /// The customer, or a minimal new one for `external_id` (subscriptions create customers).

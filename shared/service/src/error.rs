@@ -30,12 +30,20 @@ impl ServiceError {
     pub fn invalid(field: &str, code: &str) -> Self {
         Self::Validation(ValidationErrors::single(field, code))
     }
+
+    /// 422: a total that cannot be represented exactly (`value_is_out_of_range` on `field`).
+    pub fn out_of_range(field: &str) -> Self {
+        Self::invalid(field, "value_is_out_of_range")
+    }
 }
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => Self::Unavailable(m),
+            StoreError::Merge(tally_store::MergeError::OutOfRange) => Self::out_of_range("properties"),
+            // A race lost more times than a use case retries: the client may retry (never 500).
+            StoreError::ConditionFailed { .. } => Self::Unavailable("concurrent changes; retry".into()),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -9,8 +9,9 @@
 //! event parked or metered twice: the batch fails, and is attributed again.
 
 use crate::catalog_cache::Epoch;
-use crate::metering::{Deltas, EventRecord, ExpressionFailed};
+use crate::metering::{Deltas, EventRecord, Unmeterable};
 use crate::records::{CompiledPlan, SubscriptionHistory};
+use crate::retry::Retry;
 use crate::{keys, new_id, put, unchanged, Org, PageRequest, Paged, ServiceError, ServiceResult, Tally};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -20,13 +21,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::Arc;
 use tally_domain::validation::ValidationErrors;
-use tally_store::{AppendOutcome, Condition, EventBatch, EventFilter, Query, StoreError, Write};
+use tally_store::{AppendOutcome, Condition, EventBatch, EventFilter, MergeError, Query, StoreError, Write};
 
 /// Largest batch `POST /events/batch` accepts.
 pub const MAX_BATCH: usize = 100;
-
-/// Attempts at attributing a batch whose catalog reads went stale.
-const ATTEMPTS: usize = 10;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct EventInput {
@@ -50,8 +48,13 @@ pub fn timestamp_ms(value: &Value) -> Option<i64> {
         },
         _ => None,
     }?;
-    i64::try_from((seconds * Decimal::ONE_THOUSAND).trunc()).ok()
+    let ms = i64::try_from(seconds.checked_mul(Decimal::ONE_THOUSAND)?.trunc()).ok()?;
+    // Billing periods are computed from it: keep to years 1970–9999.
+    (0..=MAX_TIMESTAMP_MS).contains(&ms).then_some(ms)
 }
+
+/// 9999-12-31T23:59:59.999Z.
+const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
 
 fn text(value: &Option<Value>) -> Option<String> {
     match value {
@@ -68,6 +71,13 @@ pub(crate) fn validate(input: EventInput, now: DateTime<Utc>) -> Result<EventRec
     let transaction_id = text(&input.transaction_id);
     let external_subscription_id = text(&input.external_subscription_id);
     let code = text(&input.code);
+    for (field, value) in
+        [("transaction_id", &transaction_id), ("external_subscription_id", &external_subscription_id), ("code", &code)]
+    {
+        if let Some(Err(rule)) = value.as_deref().map(tally_domain::input_rules::identifier) {
+            errors.add(field, rule);
+        }
+    }
     if transaction_id.is_none() {
         errors.add("transaction_id", "value_is_mandatory");
     }
@@ -192,7 +202,7 @@ async fn attribute(
     reads: &mut Reads,
     deltas: &mut Deltas,
     event: &mut EventRecord,
-) -> ServiceResult<Result<Attribution, ExpressionFailed>> {
+) -> ServiceResult<Result<Attribution, Unmeterable>> {
     let history = reads.subscription(tally, org, &event.external_subscription_id).await?;
     let Some(subscription) = history.covering(event.timestamp) else {
         return Ok(Ok(Attribution::Parked));
@@ -248,6 +258,7 @@ pub async fn ingest(tally: &Tally, org: &Org, inputs: Vec<EventInput>) -> Servic
         // one atomic step; say so instead of failing obscurely. Smaller batches go through
         // (and the queued path, which AWS deployments use, splits batches itself).
         Err(Refused::TooLarge(_)) => Err(ServiceError::invalid("events", "too_many_events")),
+        Err(Refused::OutOfRange) => Err(ServiceError::out_of_range("properties")),
         Err(Refused::Failed(e)) => Err(e),
     }
 }
@@ -259,6 +270,8 @@ pub(crate) enum Refused {
     Rejected(BTreeMap<usize, ValidationErrors>),
     /// The batch needs this many items in one transaction, more than the store takes.
     TooLarge(usize),
+    /// Merged into what is stored, the batch takes a usage total out of range.
+    OutOfRange,
     Failed(ServiceError),
 }
 
@@ -272,7 +285,8 @@ impl From<ServiceError> for Refused {
 /// usage merges commit together, under the catalog epoch they were attributed with.
 pub(crate) async fn commit(tally: &Tally, org: &Org, records: &mut [EventRecord]) -> Result<(), Refused> {
     let mut invalid = BTreeMap::new();
-    for _ in 0..ATTEMPTS {
+    let mut retry = Retry::new("the catalog");
+    loop {
         let mut reads = Reads::start(tally, org).await?;
         let mut deltas = Deltas::new(tally.usage_shards);
         let mut writes = Vec::new();
@@ -284,8 +298,8 @@ pub(crate) async fn commit(tally: &Tally, org: &Org, records: &mut [EventRecord]
                     event,
                     Condition::None,
                 )?),
-                Err(ExpressionFailed) => {
-                    invalid.insert(index, ValidationErrors::single("properties", "invalid_expression"));
+                Err(refusal) => {
+                    invalid.insert(index, refusal_errors(refusal));
                 }
             }
         }
@@ -306,12 +320,23 @@ pub(crate) async fn commit(tally: &Tally, org: &Org, records: &mut [EventRecord]
                 return Err(Refused::Rejected(errors));
             }
             // The catalog changed since it was read: read it again.
-            Err(StoreError::ConditionFailed { .. }) => tally.cache.forget(&org.id),
+            Err(StoreError::ConditionFailed { .. }) => {
+                tally.cache.forget(&org.id);
+                retry.lost_race().await?;
+            }
             Err(StoreError::TooManyWrites(items)) => return Err(Refused::TooLarge(items)),
+            Err(StoreError::Merge(MergeError::OutOfRange)) => return Err(Refused::OutOfRange),
             Err(e) => return Err(Refused::Failed(e.into())),
         }
     }
-    Err(Refused::Failed(ServiceError::Unavailable("the catalog kept changing while attributing events; retry".into())))
+}
+
+/// Lago's error for an event that cannot be metered.
+pub(crate) fn refusal_errors(refusal: Unmeterable) -> ValidationErrors {
+    match refusal {
+        Unmeterable::Expression => ValidationErrors::single("properties", "invalid_expression"),
+        Unmeterable::OutOfRange => ValidationErrors::single("properties", "value_is_out_of_range"),
+    }
 }
 
 /// An event refused only because it is stored already.
@@ -326,7 +351,7 @@ pub async fn attribute_pending(tally: &Tally, org: &Org, external_subscription_i
     let partition = keys::pending_events(&org.id, external_subscription_id);
     let mut after: Option<String> = None;
     let mut metered_total = 0;
-    let mut stale = 0;
+    let mut retry = Retry::new("the catalog");
     loop {
         let query = Query { after: after.clone(), limit: 40, ..Query::partition(partition.clone()) };
         let page = tally.store.query(&query).await?;
@@ -349,10 +374,10 @@ pub async fn attribute_pending(tally: &Tally, org: &Org, external_subscription_i
             let batch = EventBatch { events: vec![], usage: deltas.into_merges(), writes };
             match tally.store.append_events(batch).await {
                 Ok(_) => metered_total += metered,
-                Err(StoreError::ConditionFailed { .. }) if stale < ATTEMPTS => {
+                Err(StoreError::ConditionFailed { .. }) => {
                     // Changed meanwhile (or metered by a concurrent run): read this page again.
                     tally.cache.forget(&org.id);
-                    stale += 1;
+                    retry.lost_race().await?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),

@@ -2,6 +2,7 @@
 //! ends).
 
 use crate::records::{CustomerRecord, FeeRecord, InvoiceRecord, InvoiceStatus, SubscriptionHistory};
+use crate::retry::Retry;
 use crate::{keys, put, Org, ServiceError, ServiceResult, Tally};
 use chrono::{DateTime, NaiveDate, Utc};
 use tally_store::{Condition, StoreError};
@@ -36,7 +37,8 @@ pub async fn get(tally: &Tally, org: &Org, lago_id: &str) -> ServiceResult<Invoi
 /// Recomputes a draft from the current usage (late events inside the grace period count) and,
 /// when `finalize`, finalizes it with its number.
 async fn recompute(tally: &Tally, org: &Org, lago_id: &str, finalize: bool) -> ServiceResult<InvoiceRecord> {
-    for _ in 0..5 {
+    let mut retry = Retry::new("invoice");
+    loop {
         let key = keys::invoice(&org.id, lago_id);
         let (mut invoice, version) =
             tally.load::<InvoiceRecord>(&key).await?.ok_or(ServiceError::NotFound("invoice"))?;
@@ -89,11 +91,10 @@ async fn recompute(tally: &Tally, org: &Org, lago_id: &str, finalize: bool) -> S
                 crate::period_close::index_fees(tally, org, &invoice).await?;
                 return Ok(invoice);
             }
-            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(StoreError::ConditionFailed { .. }) => retry.lost_race().await?,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ServiceError::Unavailable("invoice kept changing; retry".into()))
 }
 
 /// `PUT /invoices/{id}/refresh`: recompute a draft.

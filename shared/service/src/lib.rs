@@ -23,6 +23,7 @@ pub mod usage;
 
 mod catalog_cache;
 mod metering;
+mod retry;
 
 pub use metering::EventRecord;
 pub use usage::{ChargeUsageView, CustomerUsage, PricedFee};

@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tally_domain::aggregation::{measure, EventInput, MeasureError, Window};
+use tally_domain::aggregation::{measure, EventInput, MeasureError, StateError, Window};
 use tally_domain::catalog::PricingProperties;
 use tally_domain::periods::{billed_span, BillingSchedule, Period, SubscriptionLife};
 use tally_domain::pricing::{matching_filter, pricing_group, ChargeUsage};
-use tally_store::{LoggedEvent, UsageMerge};
+use tally_store::{LoggedEvent, MergeError, UsageMerge};
 
 /// A usage event as stored (the body of the event log, and of events waiting for a subscription).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,10 +150,15 @@ fn bucket_key(filter_id: Option<&str>, group: &[Option<String>]) -> String {
     format!("{}|{group}", filter_id.unwrap_or("-"))
 }
 
-/// The metric's expression failed on the event: the ingest answers 422. (An event that merely
-/// lacks the metric's field is accepted and not metered, as Lago does.)
+/// Why an event cannot be metered: the ingest answers 422 for it and stores nothing. (An event
+/// that merely lacks the metric's field is accepted and not metered, as Lago does.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExpressionFailed;
+pub enum Unmeterable {
+    /// The metric's expression failed on the event (`invalid_expression`).
+    Expression,
+    /// Its value takes a usage total out of the exact range (`value_is_out_of_range`).
+    OutOfRange,
+}
 
 /// Pre-aggregated deltas of a batch, one per usage state.
 ///
@@ -206,7 +211,7 @@ impl Deltas {
         subscription: &SubscriptionRecord,
         plan: &CompiledPlan,
         event: &EventRecord,
-    ) -> Result<usize, ExpressionFailed> {
+    ) -> Result<usize, Unmeterable> {
         let (slot, schedules) = match self.subscriptions.get(&subscription.lago_id) {
             Some(known) => *known,
             None => {
@@ -233,7 +238,7 @@ impl Deltas {
         schedules: &Schedules,
         (position, charge): (usize, &CompiledCharge),
         event: &EventRecord,
-    ) -> Result<bool, ExpressionFailed> {
+    ) -> Result<bool, Unmeterable> {
         let input = EventInput {
             code: &event.code,
             timestamp_ms: event.timestamp.timestamp_millis(),
@@ -242,7 +247,7 @@ impl Deltas {
         };
         let measurement = match measure(&charge.metric, &input) {
             Ok(m) => m,
-            Err(MeasureError::Expression(_)) => return Err(ExpressionFailed),
+            Err(MeasureError::Expression(_)) => return Err(Unmeterable::Expression),
             Err(_) => return Ok(false),
         };
         let filter = matching_filter(&charge.charge.filters, &event.properties);
@@ -265,13 +270,13 @@ impl Deltas {
                 entry.insert(Delta {
                     org: org.to_owned(),
                     subscription_id: subscription.lago_id.clone(),
-                    charge_id: charge.record.lago_id.clone(),
+                    charge_id: charge.record.usage_id().to_owned(),
                     stored: StoredUsage { filter_id, group, usage },
                     properties,
                 })
             }
         };
-        delta.stored.usage.fold(&delta.properties, &measurement);
+        delta.stored.usage.fold(&delta.properties, &measurement).map_err(|_| Unmeterable::OutOfRange)?;
         Ok(true)
     }
 
@@ -297,11 +302,14 @@ impl Deltas {
                             None => stored.clone(),
                             Some(bytes) => {
                                 let mut existing = StoredUsage::decode(bytes).map_err(|e| e.to_string())?;
-                                existing.usage.merge(&properties, &stored.usage).map_err(|e| e.to_string())?;
+                                existing.usage.merge(&properties, &stored.usage).map_err(|e| match e {
+                                    StateError::Overflow => MergeError::OutOfRange,
+                                    StateError::Mismatch => MergeError::Invalid(e.to_string()),
+                                })?;
                                 existing
                             }
                         };
-                        merged.encode().map_err(|e| e.to_string())
+                        Ok(merged.encode().map_err(|e| e.to_string())?)
                     }),
                 }
             })
@@ -350,8 +358,8 @@ mod tests {
         ] {
             let metric = BillableMetric::simple("m", aggregation, Some("v"));
             let mut usage = ChargeUsage::new(&metric, &percentage, window);
-            usage.fold(&percentage, &Measurement::value(5, dec!(2.5)));
-            usage.fold(&percentage, &Measurement::unique(6, "ann", Operation::Remove));
+            usage.fold(&percentage, &Measurement::value(5, dec!(2.5))).unwrap();
+            usage.fold(&percentage, &Measurement::unique(6, "ann", Operation::Remove)).unwrap();
             let stored = StoredUsage { filter_id: Some("f".into()), group: vec![None, Some("eu".into())], usage };
             let bytes = stored.encode().expect("encode");
             assert_eq!(StoredUsage::decode(&bytes).expect("decode"), stored, "{aggregation:?}");

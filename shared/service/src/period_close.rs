@@ -11,6 +11,7 @@ use crate::records::{
     AppliedTaxRecord, CompiledPlan, CustomerRecord, FeeRecord, InvoiceRecord, InvoiceStatus, InvoiceSubscriptionRecord,
     SubscriptionHistory, SubscriptionRecord, SubscriptionStatus,
 };
+use crate::retry::Retry;
 use crate::usage::{price_period, TaxBook};
 use crate::{keys, new_id, put, Org, ServiceError, ServiceResult, Tally};
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -21,12 +22,21 @@ use tally_domain::periods::{billed_span, local_midnight, Period};
 use tally_store::{Condition, Query, StoreError};
 
 /// What one run of the close did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CloseReport {
     pub subscriptions_activated: usize,
     pub subscriptions_terminated: usize,
     pub invoices_issued: usize,
     pub invoices_finalized: usize,
+    /// Subscriptions the close could not bill (or start, or end), with why. One failing
+    /// subscription never stops the others; the next run tries it again.
+    pub failures: Vec<CloseFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFailure {
+    pub external_subscription_id: String,
+    pub reason: String,
 }
 
 /// Billing key of the invoice issued when an in-advance subscription starts.
@@ -40,15 +50,22 @@ fn period_key(period: &Period) -> String {
 /// Runs the close as of `now` for one organization: due activations and terminations, every
 /// ended and not yet invoiced period (catching up on missed ones), then due drafts.
 pub async fn run(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<CloseReport> {
-    let (activated, terminated) = lifecycle(tally, org, now).await?;
-    let mut report =
-        CloseReport { subscriptions_activated: activated, subscriptions_terminated: terminated, ..Default::default() };
+    let mut report = CloseReport::default();
+    lifecycle_into(tally, org, now, &mut report).await?;
     let mut after = None;
     loop {
         let page = due(tally, org, now, after, 100).await?;
         for period in &page.items {
-            if bill_one(tally, org, period).await?.is_some() {
-                report.invoices_issued += 1;
+            match bill_one(tally, org, period).await {
+                Ok(Some(_)) => report.invoices_issued += 1,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(subscription = %period.external_subscription_id, "cannot bill: {e}");
+                    report.failures.push(CloseFailure {
+                        external_subscription_id: period.external_subscription_id.clone(),
+                        reason: e.to_string(),
+                    });
+                }
             }
         }
         match page.next {
@@ -63,21 +80,42 @@ pub async fn run(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<
 /// Starts the pending subscriptions whose start has come and ends those whose end has come.
 /// Returns how many of each.
 pub async fn lifecycle(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<(usize, usize)> {
-    let (mut activated, mut terminated) = (0, 0);
+    let mut report = CloseReport::default();
+    lifecycle_into(tally, org, now, &mut report).await?;
+    match report.failures.first() {
+        Some(failure) => Err(ServiceError::Unavailable(format!(
+            "subscription {}: {}",
+            failure.external_subscription_id, failure.reason
+        ))),
+        None => Ok((report.subscriptions_activated, report.subscriptions_terminated)),
+    }
+}
+
+/// [`lifecycle`], counting into `report`; a subscription that fails is reported, not fatal.
+async fn lifecycle_into(tally: &Tally, org: &Org, now: DateTime<Utc>, report: &mut CloseReport) -> ServiceResult<()> {
     let histories = tally.load_all::<SubscriptionHistory>(keys::subscriptions(&org.id)).await?;
     for (history, _) in &histories {
         for s in &history.versions {
-            if s.status == SubscriptionStatus::Pending && s.subscription_at <= now {
-                crate::subscriptions::activate(tally, org, &s.external_id, &s.lago_id).await?;
-                activated += 1;
-            }
-            if s.status == SubscriptionStatus::Active && s.ending_at.is_some_and(|end| end <= now) {
-                crate::subscriptions::terminate(tally, org, &s.external_id, None).await?;
-                terminated += 1;
+            let outcome = if s.status == SubscriptionStatus::Pending && s.subscription_at <= now {
+                crate::subscriptions::activate(tally, org, &s.external_id, &s.lago_id)
+                    .await
+                    .map(|_| report.subscriptions_activated += 1)
+            } else if s.status == SubscriptionStatus::Active && s.ending_at.is_some_and(|end| end <= now) {
+                crate::subscriptions::terminate(tally, org, &s.external_id, None)
+                    .await
+                    .map(|_| report.subscriptions_terminated += 1)
+            } else {
+                Ok(())
+            };
+            if let Err(e) = outcome {
+                tracing::error!(subscription = %s.external_id, "cannot start or end: {e}");
+                report
+                    .failures
+                    .push(CloseFailure { external_subscription_id: s.external_id.clone(), reason: e.to_string() });
             }
         }
     }
-    Ok((activated, terminated))
+    Ok(())
 }
 
 /// A subscription period due for its invoice.
@@ -292,7 +330,7 @@ pub(crate) async fn compute(
 
     let inputs: Vec<_> = fees.iter().map(|(f, _, _)| f.to_input()).collect();
     let totals = compute_invoice(plan.plan.currency, &inputs, Credits::default())
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|_| ServiceError::out_of_range("amount_cents"))?;
     let (sub_from, sub_to) = sub_span.map_or(charges_span, |s| (s.from, s.to));
     let fee_records = fees
         .into_iter()
@@ -377,7 +415,8 @@ async fn issue(
     plan: &CompiledPlan,
     billing_key: &str,
 ) -> ServiceResult<Option<InvoiceRecord>> {
-    for _ in 0..5 {
+    let mut retry = Retry::new("customer");
+    loop {
         let customer_key = keys::customer(&org.id, &subscription.external_customer_id);
         let (mut customer, customer_version) =
             tally.load::<CustomerRecord>(&customer_key).await?.ok_or(ServiceError::NotFound("customer"))?;
@@ -439,11 +478,10 @@ async fn issue(
             // Already billed by another run: nothing to do.
             Err(StoreError::ConditionFailed { index: 0 }) => return Ok(None),
             // The customer changed (another invoice numbered meanwhile): compute again.
-            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(StoreError::ConditionFailed { .. }) => retry.lost_race().await?,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ServiceError::Unavailable("customer kept changing while invoicing; retry".into()))
 }
 
 /// Lago's per-customer numbering: `{prefix}-{customer sequence:03}-{invoice sequence:03}`.

@@ -3,6 +3,7 @@
 use crate::records::{
     BillableMetricRecord, ChargeFilterRecord, ChargeRecord, CompiledPlan, PlanRecord, SubscriptionHistory, TaxRecord,
 };
+use crate::retry::Retry;
 use crate::{keys, new_id, put, Org, ServiceError, ServiceResult, Tally};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -164,6 +165,7 @@ async fn build(tally: &Tally, org: &Org, input: PlanInput, base: Option<PlanReco
                 plan.charges.push(built);
             }
         }
+        keep_usage(&previous, &mut plan.charges);
     }
     if creating && plan.bill_charges_monthly && !matches!(plan.interval.as_str(), "yearly" | "semiannual") {
         plan.bill_charges_monthly = false;
@@ -253,7 +255,38 @@ async fn build_charge(
         filters,
         tax_codes,
         created_at: existing.map_or(now, |c| c.created_at),
+        usage_id: existing.and_then(|c| c.usage_id.clone()),
     }))
+}
+
+/// Charges of an update that are new (no `id` or `code` of an existing charge) take over the
+/// usage of a charge the update drops for the same metric and model, and filters keep their ids when
+/// their values are unchanged (as Lago matches filters by values). Lago computes usage from
+/// the period's events, so replacing a charge by an equal one loses nothing there; here the
+/// usage metered before the update stays billed, whatever events race the update.
+fn keep_usage(previous: &[ChargeRecord], charges: &mut [ChargeRecord]) {
+    let kept: Vec<String> = charges.iter().map(|c| c.lago_id.clone()).collect();
+    let mut dropped: Vec<&ChargeRecord> = previous.iter().filter(|c| !kept.contains(&c.lago_id)).collect();
+    for charge in charges.iter_mut() {
+        let before = match previous.iter().find(|p| p.lago_id == charge.lago_id) {
+            Some(same) => Some(same),
+            None => {
+                // Same metric and model: the stored states have what this charge's pricing reads
+                // (a percentage charge's event series, say).
+                let heir = dropped.iter().position(|p| {
+                    p.billable_metric_id == charge.billable_metric_id && p.charge_model == charge.charge_model
+                });
+                heir.map(|i| dropped.remove(i)).inspect(|p| charge.usage_id = Some(p.usage_id().to_owned()))
+            }
+        };
+        let Some(before) = before else { continue };
+        for filter in &mut charge.filters {
+            if let Some(same) = before.filters.iter().find(|f| f.values == filter.values) {
+                filter.lago_id = same.lago_id.clone();
+                filter.created_at = same.created_at;
+            }
+        }
+    }
 }
 
 pub async fn create(tally: &Tally, org: &Org, input: PlanInput) -> ServiceResult<PlanRecord> {
@@ -288,7 +321,6 @@ pub(crate) async fn subscriptions_on(tally: &Tally, org: &Org, plan_code: &str) 
 /// `code`, keeping their ids). Events waiting for a charge of this plan are attributed after.
 pub async fn update(tally: &Tally, org: &Org, code: &str, mut input: PlanInput) -> ServiceResult<PlanRecord> {
     let key = keys::plan(&org.id, code);
-    let (current, version) = tally.load::<PlanRecord>(&key).await?.ok_or(ServiceError::NotFound("plan"))?;
     let subscribed = subscriptions_on(tally, org, code).await?;
     if !subscribed.is_empty() {
         input.interval = None;
@@ -296,11 +328,18 @@ pub async fn update(tally: &Tally, org: &Org, code: &str, mut input: PlanInput) 
         input.pay_in_advance = None;
     }
     input.code = None;
-    let plan = build(tally, org, input, Some(current)).await?;
-    tally
-        .store
-        .transact(vec![put(key, &plan, Condition::Version(version))?, crate::bump_catalog_epoch(&org.id)])
-        .await?;
+    // Concurrent updates of one plan: each applies in turn over the one before it.
+    let mut retry = Retry::new("plan");
+    let plan = loop {
+        let (current, version) = tally.load::<PlanRecord>(&key).await?.ok_or(ServiceError::NotFound("plan"))?;
+        let plan = build(tally, org, input.clone(), Some(current)).await?;
+        let writes = vec![put(key.clone(), &plan, Condition::Version(version))?, crate::bump_catalog_epoch(&org.id)];
+        match tally.store.transact(writes).await {
+            Ok(()) => break plan,
+            Err(StoreError::ConditionFailed { .. }) => retry.lost_race().await?,
+            Err(e) => return Err(e.into()),
+        }
+    };
     tally.cache.forget(&org.id);
     for external_id in subscribed {
         crate::events::attribute_pending(tally, org, &external_id).await?;

@@ -214,6 +214,15 @@ pub async fn consume(tally: &Tally, org: &Org, messages: &[Message]) -> Outcome 
                 failed.insert(message);
                 drop_message(&entries, &mut alive, message);
             }
+            // One of these events takes a stored total out of range: narrow down to it, so
+            // it fails alone (with its message) and the others are metered.
+            Err(Refused::OutOfRange) if positions.len() > 1 => chunk = positions.len().div_ceil(2),
+            Err(Refused::OutOfRange) => {
+                let message = entries[positions[0]].0;
+                tracing::warn!(message_id = %messages[message].id, "event takes a usage total out of range");
+                failed.insert(message);
+                drop_message(&entries, &mut alive, message);
+            }
             Err(Refused::Failed(e)) => {
                 tracing::error!("ingest failed, the rest will be redelivered: {e}");
                 for p in start..entries.len() {

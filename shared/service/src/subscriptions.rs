@@ -2,6 +2,7 @@
 //! one), update, terminate (with the final invoice), read and list.
 
 use crate::records::{SubscriptionHistory, SubscriptionRecord, SubscriptionStatus};
+use crate::retry::Retry;
 use crate::{keys, new_id, put, unchanged, Org, ServiceError, ServiceResult, Tally};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -84,7 +85,8 @@ pub async fn create(tally: &Tally, org: &Org, input: SubscriptionInput) -> Servi
     let customer = crate::customers::find_or_create(tally, org, &customer_id).await?;
     let timezone = crate::customers::applicable_timezone(&customer, org);
 
-    for _ in 0..5 {
+    let mut retry = Retry::new("subscription");
+    loop {
         let key = keys::subscription(&org.id, &external_id);
         let loaded = tally.load::<SubscriptionHistory>(&key).await?;
         let version = loaded.as_ref().map(|(_, v)| *v);
@@ -166,13 +168,15 @@ pub async fn create(tally: &Tally, org: &Org, input: SubscriptionInput) -> Servi
             .await
         {
             Ok(()) => {}
-            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(StoreError::ConditionFailed { .. }) => {
+                retry.lost_race().await?;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
         tally.cache.forget(&org.id);
         return after_change(tally, org, change).await;
     }
-    Err(ServiceError::Unavailable("subscription kept changing; retry".into()))
 }
 
 fn replace(history: &mut SubscriptionHistory, record: SubscriptionRecord) {
@@ -252,7 +256,8 @@ pub async fn terminate(
     external_id: &str,
     status: Option<&str>,
 ) -> ServiceResult<SubscriptionRecord> {
-    for _ in 0..5 {
+    let mut retry = Retry::new("subscription");
+    loop {
         let key = keys::subscription(&org.id, external_id);
         let (mut history, version) =
             tally.load::<SubscriptionHistory>(&key).await?.ok_or(ServiceError::NotFound("subscription"))?;
@@ -279,7 +284,10 @@ pub async fn terminate(
             .await
         {
             Ok(()) => {}
-            Err(StoreError::ConditionFailed { .. }) => continue,
+            Err(StoreError::ConditionFailed { .. }) => {
+                retry.lost_race().await?;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
         tally.cache.forget(&org.id);
@@ -288,7 +296,6 @@ pub async fn terminate(
         }
         return Ok(ended);
     }
-    Err(ServiceError::Unavailable("subscription kept changing; retry".into()))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -110,7 +110,7 @@ pub(crate) async fn price_period(
                             let properties = plan
                                 .charges
                                 .iter()
-                                .find(|c| c.record.lago_id == charge_id)
+                                .find(|c| c.record.usage_id() == charge_id)
                                 .map(|c| c.pricing(c.filter_index(existing.filter_id.as_deref())))
                                 .ok_or_else(|| {
                                     ServiceError::Internal(format!("usage of unknown charge {charge_id}"))
@@ -138,7 +138,7 @@ pub(crate) async fn price_period(
     let window = usage_window(&schedules, period);
     let mut priced = Vec::with_capacity(plan.charges.len());
     for charge in &plan.charges {
-        let id = &charge.record.lago_id;
+        let id = charge.record.usage_id();
         // Buckets of this charge: those with usage this period, plus (recurring) those with
         // usage before, which keep billing without new events.
         let mut bucket_keys: Vec<&String> = current.keys().filter(|(c, _)| c == id).map(|(_, b)| b).collect();
@@ -152,7 +152,7 @@ pub(crate) async fn price_period(
         bucket_keys.sort();
         let mut states: Vec<(StoredUsage, Vec<AggregationState>)> = Vec::new();
         for bucket in bucket_keys {
-            let key = (id.clone(), bucket.clone());
+            let key = (id.to_owned(), bucket.clone());
             let earlier: Vec<AggregationState> = if charge.metric.recurring {
                 history.get(&key).map(|v| v.iter().map(|s| s.usage.aggregation.clone()).collect()).unwrap_or_default()
             } else {
@@ -164,7 +164,7 @@ pub(crate) async fn price_period(
             };
             states.push((state, earlier));
         }
-        priced.push(price_charge(plan, charge, &span, &states, taxes));
+        priced.push(price_charge(plan, charge, &span, &states, taxes)?);
     }
     Ok((Some(span), priced))
 }
@@ -189,7 +189,7 @@ fn price_charge(
     span: &BilledSpan,
     states: &[(StoredUsage, Vec<AggregationState>)],
     taxes: &TaxBook,
-) -> PricedCharge {
+) -> ServiceResult<PricedCharge> {
     let buckets: Vec<BucketUsage<'_>> = states
         .iter()
         .map(|(stored, earlier)| BucketUsage {
@@ -211,9 +211,10 @@ fn price_charge(
         span,
         &buckets,
         taxes.for_fee(&charge.record.tax_codes),
-    );
+    )
+    .map_err(|_| ServiceError::out_of_range("usage"))?;
     let group_keys = &charge.charge.pricing_group_keys;
-    PricedCharge {
+    Ok(PricedCharge {
         charge: charge.record.clone(),
         metric: charge.metric_record.clone(),
         fees: fees
@@ -224,7 +225,7 @@ fn price_charge(
                 fee,
             })
             .collect(),
-    }
+    })
 }
 
 /// Usage of one charge in `current_usage`.
@@ -303,23 +304,32 @@ pub async fn current_usage(
         inputs.iter_mut().for_each(|i| i.taxes.clear());
     }
     let invoice = compute_invoice(plan.plan.currency, &inputs, Credits::default())
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|_| ServiceError::out_of_range("usage"))?;
     let mut rounded = invoice.fees.iter().map(|f| f.amount_cents);
     let charges = priced
         .into_iter()
         .map(|c| {
             let fees: Vec<(PricedFee, i64)> = c.fees.into_iter().map(|f| (f, rounded.next().unwrap_or(0))).collect();
             let usage_fees = fees.iter().filter(|(f, _)| !f.fee.true_up);
-            ChargeUsageView {
-                units: usage_fees.clone().map(|(f, _)| f.fee.units).sum(),
-                events_count: usage_fees.map(|(f, _)| f.fee.events_count).sum(),
-                amount_cents: fees.iter().map(|(_, cents)| cents).sum(),
+            let out_of_range = || ServiceError::out_of_range("usage");
+            Ok(ChargeUsageView {
+                units: tally_domain::checked::sum(usage_fees.clone().map(|(f, _)| f.fee.units))
+                    .map_err(|_| out_of_range())?,
+                events_count: usage_fees
+                    .map(|(f, _)| f.fee.events_count)
+                    .try_fold(0u64, u64::checked_add)
+                    .ok_or_else(out_of_range)?,
+                amount_cents: fees
+                    .iter()
+                    .map(|(_, cents)| *cents)
+                    .try_fold(0i64, i64::checked_add)
+                    .ok_or_else(out_of_range)?,
                 charge: c.charge,
                 metric: c.metric,
                 fees,
-            }
+            })
         })
-        .collect();
+        .collect::<ServiceResult<Vec<_>>>()?;
     let elapsed = (at - span.from).num_seconds().max(0);
     let length = (span.to - span.from).num_seconds().max(1);
     Ok(CustomerUsage {

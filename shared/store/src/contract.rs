@@ -217,7 +217,8 @@ async fn append_applies_usage_atomically(store: Arc<dyn Store>, org: String) {
     assert_eq!(store.append_events(batch).await.expect("append"), AppendOutcome::Duplicates(vec![0]));
     assert_eq!(counter(store.as_ref(), &state).await.as_deref(), Some("3"));
     // a failing merge writes nothing, not even the events
-    let broken = UsageMerge { key: state.clone(), merge: Box::new(|_| Err("corrupt".into())) };
+    let broken =
+        UsageMerge { key: state.clone(), merge: Box::new(|_| Err(crate::MergeError::Invalid("corrupt".into()))) };
     let batch = EventBatch { writes: vec![], events: vec![event(&org, "sub-1", "u4", 4)], usage: vec![broken] };
     assert!(matches!(store.append_events(batch).await, Err(StoreError::Merge(_))));
     assert!(store.events_by_transaction(&org, "u4").await.expect("read").is_empty());

@@ -127,12 +127,38 @@ pub struct LoggedEvent {
 
 /// Merges a usage-state delta into the stored value (`None` when absent) and returns the new
 /// value. `Fn`, not `FnOnce`: a store with optimistic concurrency may run it again on a retry.
-pub type MergeFn = Box<dyn Fn(Option<&[u8]>) -> Result<Vec<u8>, String> + Send + Sync>;
+pub type MergeFn = Box<dyn Fn(Option<&[u8]>) -> Result<Vec<u8>, MergeError> + Send + Sync>;
+
+/// Why a usage merge refused its batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    /// The merged total cannot be represented: the batch is refused (the caller answers 422).
+    #[error("usage total out of range")]
+    OutOfRange,
+    /// The stored state could not be read or merged.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for MergeError {
+    fn from(message: String) -> Self {
+        MergeError::Invalid(message)
+    }
+}
 
 /// A change to one usage state caused by a batch of events.
 pub struct UsageMerge {
     pub key: Key,
     pub merge: MergeFn,
+}
+
+impl UsageMerge {
+    /// Runs the merge on the stored value. A merge that panics fails its own batch (a bug, but
+    /// no request may end the writer or the consumer that runs it).
+    pub fn apply(&self, current: Option<&[u8]>) -> Result<Vec<u8>, MergeError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.merge)(current)))
+            .unwrap_or_else(|_| Err(MergeError::Invalid("usage merge panicked".into())))
+    }
 }
 
 impl std::fmt::Debug for UsageMerge {
@@ -181,7 +207,7 @@ pub enum StoreError {
     #[error("a transaction writes the same item twice")]
     DuplicateKeyInTransaction,
     #[error("usage merge failed: {0}")]
-    Merge(String),
+    Merge(MergeError),
     /// The backend was busy or throttled past its retries; the caller may retry.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -195,6 +221,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>>;
+    /// Whether the store can write now (`GET /health`): `Unavailable` with the reason if not.
+    async fn health(&self) -> StoreResult<()> {
+        Ok(())
+    }
 
     async fn query(&self, query: &Query) -> StoreResult<Page>;
 

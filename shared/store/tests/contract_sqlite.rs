@@ -127,3 +127,33 @@ async fn a_run_cut_short_is_rebuilt_from_the_log() {
         assert_eq!(store.append_events(batch(i..i + 1)).await.expect("append"), AppendOutcome::Duplicates(vec![0]));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_that_panics_fails_its_batch_and_the_writer_goes_on() {
+    use tally_store::{AppendOutcome, EventBatch, Key, LoggedEvent, MergeError, StoreError, UsageMerge};
+    let event = |tx: &str| LoggedEvent {
+        organization_id: "org".into(),
+        external_subscription_id: "sub".into(),
+        transaction_id: tx.into(),
+        code: "calls".into(),
+        timestamp_ms: 1,
+        body: b"{}".to_vec(),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let state = Key::new("org#usage", "s");
+    // Before the fix, a panic here (an overflow in a decimal sum) ended the writer thread:
+    // every later write of every organization answered 503, while /health said 200.
+    #[allow(clippy::panic)]
+    let panicking = UsageMerge { key: state.clone(), merge: Box::new(|_| panic!("Addition overflowed")) };
+    let refused =
+        store.append_events(EventBatch { events: vec![event("bad")], usage: vec![panicking], writes: vec![] });
+    assert!(matches!(refused.await, Err(StoreError::Merge(MergeError::Invalid(_)))));
+    // Nothing of the refused batch was written, and the next batch goes through.
+    assert!(store.events_by_transaction("org", "bad").await.expect("lookup").is_empty());
+    let fine = UsageMerge { key: state.clone(), merge: Box::new(|_| Ok(b"1".to_vec())) };
+    let batch = EventBatch { events: vec![event("good")], usage: vec![fine], writes: vec![] };
+    assert_eq!(store.append_events(batch).await.expect("append"), AppendOutcome::Appended);
+    assert_eq!(store.get(&state).await.expect("get").expect("state").value, b"1".to_vec());
+    store.health().await.expect("the writer is healthy");
+}

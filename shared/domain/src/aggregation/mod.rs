@@ -11,4 +11,4 @@ mod state;
 
 pub use measure::{measure, EventInput, MeasureError};
 pub use rounding::round_units;
-pub use state::{AggregationState, Measurement, MemberOp, MergeMismatch, Operation, Stamped, Window};
+pub use state::{AggregationState, Measurement, MemberOp, Operation, Stamped, StateError, Window};

@@ -1,9 +1,10 @@
 use crate::catalog::{RoundingFunction, UnitsRounding};
+use crate::checked::{Checked, Overflow};
 use rust_decimal::{Decimal, RoundingStrategy};
 
 /// Lago's `rounding_function`/`rounding_precision`, applied to a period's aggregated units.
 /// `round` is half-up (ties away from zero); a negative precision rounds to tens, hundreds…
-pub fn round_units(units: Decimal, rounding: UnitsRounding) -> Decimal {
+pub fn round_units(units: Decimal, rounding: UnitsRounding) -> Result<Decimal, Overflow> {
     let strategy = match rounding.function {
         RoundingFunction::Round => RoundingStrategy::MidpointAwayFromZero,
         RoundingFunction::Ceil => RoundingStrategy::ToPositiveInfinity,
@@ -11,11 +12,11 @@ pub fn round_units(units: Decimal, rounding: UnitsRounding) -> Decimal {
     };
     if rounding.precision >= 0 {
         let places = u32::try_from(rounding.precision).unwrap_or(0).min(28);
-        return units.round_dp_with_strategy(places, strategy);
+        return Ok(units.round_dp_with_strategy(places, strategy));
     }
     // Negative precision: scale down, round to an integer, scale back up.
     let factor = Decimal::from(10i64.pow(rounding.precision.unsigned_abs().min(18)));
-    (units / factor).round_dp_with_strategy(0, strategy) * factor
+    units.divided_by(factor)?.round_dp_with_strategy(0, strategy).times(factor)
 }
 
 #[cfg(test)]
@@ -24,7 +25,7 @@ mod tests {
     use rust_decimal_macros::dec;
 
     fn r(function: RoundingFunction, precision: i32, units: Decimal) -> Decimal {
-        round_units(units, UnitsRounding { function, precision })
+        round_units(units, UnitsRounding { function, precision }).unwrap()
     }
 
     #[test]

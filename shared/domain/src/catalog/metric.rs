@@ -125,9 +125,9 @@ impl BillableMetric {
     }
 
     /// Applies the metric's rounding to a period's aggregated units.
-    pub fn round_units(&self, units: Decimal) -> Decimal {
+    pub fn round_units(&self, units: Decimal) -> Result<Decimal, crate::checked::Overflow> {
         match self.rounding {
-            None => units,
+            None => Ok(units),
             Some(rounding) => crate::aggregation::round_units(units, rounding),
         }
     }

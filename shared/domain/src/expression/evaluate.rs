@@ -1,4 +1,4 @@
-use super::{BinaryOp, Expression, Function, Node, Value};
+use super::{BinaryOp, Expression, Function, Instruction, Value};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Map, Value as Json};
 use std::str::FromStr;
@@ -25,44 +25,67 @@ pub enum EvaluationError {
     DivisionByZero,
     #[error("arithmetic overflow")]
     Overflow,
+    /// A program the parser cannot produce (operands missing); never expected.
+    #[error("malformed expression")]
+    Malformed,
 }
 
 impl Expression {
     pub fn evaluate(&self, event: &EventContext<'_>) -> Result<Value, EvaluationError> {
-        eval(&self.tree, event)
+        let mut stack: Vec<Value> = Vec::with_capacity(8);
+        for instruction in &self.program {
+            let value = match instruction {
+                Instruction::Push(value) => value.clone(),
+                Instruction::EventCode => Value::Text(event.code.to_owned()),
+                Instruction::EventTimestamp => Value::Number(Decimal::new(event.timestamp_ms, 3).normalize()),
+                Instruction::Property(name) => property(event, name)?,
+                Instruction::Negate => Value::Number(-number(pop(&mut stack)?)?),
+                Instruction::Binary(op) => {
+                    let b = number(pop(&mut stack)?)?;
+                    let a = number(pop(&mut stack)?)?;
+                    binary(*op, a, b)?
+                }
+                Instruction::Call(function, arity) => {
+                    let at = stack.len().checked_sub(*arity).ok_or(EvaluationError::Malformed)?;
+                    let args = stack.split_off(at);
+                    call(*function, args)?
+                }
+            };
+            stack.push(value);
+        }
+        match (stack.pop(), stack.is_empty()) {
+            (Some(value), true) => Ok(value),
+            _ => Err(EvaluationError::Malformed),
+        }
     }
 }
 
-fn eval(node: &Node, event: &EventContext<'_>) -> Result<Value, EvaluationError> {
-    Ok(match node {
-        Node::Literal(value) => value.clone(),
-        Node::EventCode => Value::Text(event.code.to_owned()),
-        Node::EventTimestamp => Value::Number(Decimal::new(event.timestamp_ms, 3).normalize()),
-        Node::Property(name) => match event.properties.get(name) {
-            None | Some(Json::Null) => return Err(EvaluationError::MissingProperty(name.clone())),
-            Some(Json::Number(n)) => Value::Number(json_number_exact(n)?),
-            Some(Json::String(s)) => Value::Text(s.clone()),
-            Some(Json::Bool(b)) => Value::Text(b.to_string()),
-            Some(other) => Value::Text(other.to_string()),
-        },
-        Node::Negate(operand) => Value::Number(-number(eval(operand, event)?)?),
-        Node::Binary(op, left, right) => {
-            let (a, b) = (number(eval(left, event)?)?, number(eval(right, event)?)?);
-            let result = match op {
-                BinaryOp::Add => a.checked_add(b),
-                BinaryOp::Subtract => a.checked_sub(b),
-                BinaryOp::Multiply => a.checked_mul(b),
-                BinaryOp::Divide if b.is_zero() => return Err(EvaluationError::DivisionByZero),
-                BinaryOp::Divide => a.checked_div(b),
-            };
-            Value::Number(result.ok_or(EvaluationError::Overflow)?)
-        }
-        Node::Call(function, args) => call(*function, args, event)?,
+fn pop(stack: &mut Vec<Value>) -> Result<Value, EvaluationError> {
+    stack.pop().ok_or(EvaluationError::Malformed)
+}
+
+fn property(event: &EventContext<'_>, name: &str) -> Result<Value, EvaluationError> {
+    Ok(match event.properties.get(name) {
+        None | Some(Json::Null) => return Err(EvaluationError::MissingProperty(name.to_owned())),
+        Some(Json::Number(n)) => Value::Number(json_number_exact(n)?),
+        Some(Json::String(s)) => Value::Text(s.clone()),
+        Some(Json::Bool(b)) => Value::Text(b.to_string()),
+        Some(other) => Value::Text(other.to_string()),
     })
 }
 
-fn call(function: Function, args: &[Node], event: &EventContext<'_>) -> Result<Value, EvaluationError> {
-    let values = args.iter().map(|a| eval(a, event)).collect::<Result<Vec<_>, _>>()?;
+fn binary(op: BinaryOp, a: Decimal, b: Decimal) -> Result<Value, EvaluationError> {
+    let result = match op {
+        BinaryOp::Add => a.checked_add(b),
+        BinaryOp::Subtract => a.checked_sub(b),
+        BinaryOp::Multiply => a.checked_mul(b),
+        BinaryOp::Divide if b.is_zero() => return Err(EvaluationError::DivisionByZero),
+        BinaryOp::Divide => a.checked_div(b),
+    };
+    Ok(Value::Number(result.ok_or(EvaluationError::Overflow)?))
+}
+
+fn call(function: Function, values: Vec<Value>) -> Result<Value, EvaluationError> {
     let rounded = |strategy: RoundingStrategy| -> Result<Value, EvaluationError> {
         let mut values = values.iter().cloned();
         let x = number(values.next().unwrap_or(Value::Number(Decimal::ZERO)))?;
@@ -70,7 +93,7 @@ fn call(function: Function, args: &[Node], event: &EventContext<'_>) -> Result<V
             Some(d) => number(d)?.trunc().try_into().map_err(|_| EvaluationError::Overflow)?,
             None => 0i64,
         };
-        Ok(Value::Number(round_to(x, digits, strategy)))
+        round_to(x, digits, strategy).map(Value::Number)
     };
     match function {
         Function::Round => rounded(RoundingStrategy::MidpointAwayFromZero),
@@ -85,12 +108,13 @@ fn call(function: Function, args: &[Node], event: &EventContext<'_>) -> Result<V
     }
 }
 
-fn round_to(x: Decimal, digits: i64, strategy: RoundingStrategy) -> Decimal {
+fn round_to(x: Decimal, digits: i64, strategy: RoundingStrategy) -> Result<Decimal, EvaluationError> {
     if digits >= 0 {
-        return x.round_dp_with_strategy(digits.min(28) as u32, strategy);
+        return Ok(x.round_dp_with_strategy(digits.min(28) as u32, strategy));
     }
     let factor = Decimal::from(10i64.pow(digits.unsigned_abs().min(18) as u32));
-    (x / factor).round_dp_with_strategy(0, strategy) * factor
+    let scaled = x.checked_div(factor).ok_or(EvaluationError::Overflow)?;
+    scaled.round_dp_with_strategy(0, strategy).checked_mul(factor).ok_or(EvaluationError::Overflow)
 }
 
 fn number(value: Value) -> Result<Decimal, EvaluationError> {
@@ -164,6 +188,37 @@ mod tests {
         assert_eq!(eval_on("concat(event.properties.a, '-', 2)", json!({"a": "eu"})), Ok(Value::Text("eu-2".into())));
         assert_eq!(eval_on("least(3, 1, 2)", json!({})), Ok(Value::Number(dec!(1))));
         assert_eq!(eval_on("greatest(3, 1, 2)", json!({})), Ok(Value::Number(dec!(3))));
+    }
+
+    #[test]
+    fn hostile_shapes_are_refused_or_evaluated_without_recursion() {
+        // Each of these overflowed the stack before the bounds (issue 8, defect 1).
+        for deep in ["(".repeat(2000) + "1" + &")".repeat(2000), "round(".repeat(3000) + "1" + &")".repeat(3000)] {
+            assert_eq!(Expression::parse(&deep), Err(ParseError::TooLong));
+        }
+        let nested = "(".repeat(33) + "1" + &")".repeat(33);
+        assert_eq!(Expression::parse(&nested), Err(ParseError::TooDeep));
+        assert_eq!(Expression::parse(&("-".repeat(40) + "1")), Err(ParseError::TooDeep));
+        assert_eq!(Expression::parse(&"-".repeat(10_000)), Err(ParseError::TooLong));
+        let sum_100k = vec!["1"; 100_000].join("+");
+        assert_eq!(Expression::parse(&sum_100k), Err(ParseError::TooLong));
+        // At the bounds: 32 levels of parentheses and a 999-term sum parse and evaluate.
+        let at_depth = "(".repeat(32) + "2" + &")".repeat(32);
+        assert_eq!(eval_on(&at_depth, json!({})), Ok(Value::Number(dec!(2))));
+        let long_sum = vec!["1"; 999].join("+"); // 1997 bytes
+        assert_eq!(eval_on(&long_sum, json!({})), Ok(Value::Number(dec!(999))));
+        // Parentheses inside text literals do not count as nesting.
+        let text = format!("concat('{}', 'x')", "(".repeat(100));
+        assert_eq!(eval_on(&text, json!({})), Ok(Value::Text("(".repeat(100) + "x")));
+    }
+
+    #[test]
+    fn overflow_is_an_error_not_a_panic() {
+        let max = "79228162514264337593543950335";
+        assert_eq!(eval_on(&format!("{max} + {max}"), json!({})), Err(EvaluationError::Overflow));
+        assert_eq!(eval_on(&format!("{max} * 10"), json!({})), Err(EvaluationError::Overflow));
+        assert_eq!(eval_on(&format!("round({max}, -1)"), json!({})), Err(EvaluationError::Overflow));
+        assert_eq!(eval_on("event.properties.gb * 2", json!({"gb": max})), Err(EvaluationError::Overflow));
     }
 
     #[test]

@@ -6,13 +6,17 @@
 //! `+ - * /`, unary minus, parentheses, and the functions `round(x[, digits])` (half-up),
 //! `ceil(x[, digits])`, `floor(x[, digits])`, `concat(a, …)`, `least(a, …)`, `greatest(a, …)`.
 //! Function names are case-insensitive.
+//!
+//! Hostile input cannot exhaust the stack: the source is bounded in length and nesting
+//! ([`MAX_EXPRESSION_LENGTH`], [`MAX_NESTING`]) before the parser runs, and the expression is
+//! compiled to a postfix program evaluated with an explicit stack (no recursion per term).
 
 mod evaluate;
 mod parse;
 
 pub(crate) use evaluate::json_number_exact;
 pub use evaluate::{EvaluationError, EventContext};
-pub use parse::ParseError;
+pub use parse::{ParseError, MAX_EXPRESSION_LENGTH, MAX_NESTING};
 
 use rust_decimal::Decimal;
 use std::fmt;
@@ -21,7 +25,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expression {
     source: String,
-    tree: Node,
+    /// Postfix: each instruction pops its operands off the evaluation stack and pushes its result.
+    program: Vec<Instruction>,
 }
 
 /// The value of an expression: a decimal or a text.
@@ -59,14 +64,15 @@ enum BinaryOp {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Node {
-    Literal(Value),
+enum Instruction {
+    Push(Value),
     EventCode,
     EventTimestamp,
     Property(String),
-    Negate(Box<Node>),
-    Binary(BinaryOp, Box<Node>, Box<Node>),
-    Call(Function, Vec<Node>),
+    Negate,
+    Binary(BinaryOp),
+    /// A function of this many arguments (the top of the stack, first argument deepest).
+    Call(Function, usize),
 }
 
 impl Expression {

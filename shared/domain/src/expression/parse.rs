@@ -1,4 +1,4 @@
-use super::{BinaryOp, Expression, Function, Node, Value};
+use super::{BinaryOp, Expression, Function, Instruction, Value};
 use pest::iterators::{Pair, Pairs};
 use pest::pratt_parser::{Assoc, Op, PrattParser};
 use pest::Parser;
@@ -21,6 +21,48 @@ pub enum ParseError {
     Arity { name: &'static str, expected: &'static str, got: usize },
     #[error("number {0:?} is out of range")]
     Number(String),
+    #[error("expression is longer than {MAX_EXPRESSION_LENGTH} bytes")]
+    TooLong,
+    #[error("expression nests deeper than {MAX_NESTING} levels")]
+    TooDeep,
+}
+
+/// Longest expression accepted, in bytes. Real ones are a line or two; the bound keeps parsing
+/// and evaluation cheap whatever is sent.
+pub const MAX_EXPRESSION_LENGTH: usize = 2_000;
+
+/// Deepest nesting of parentheses and calls, and longest run of unary minus signs, accepted.
+/// The parser descends once per level, so this bounds its stack use.
+pub const MAX_NESTING: usize = 32;
+
+/// Refuses what would make the parser descend too deep, before it runs: parenthesis depth
+/// (calls open one too) and runs of `-` (each a prefix level), outside `'text'` literals.
+fn check_shape(source: &str) -> Result<(), ParseError> {
+    if source.len() > MAX_EXPRESSION_LENGTH {
+        return Err(ParseError::TooLong);
+    }
+    let (mut depth, mut minus_run, mut in_text) = (0usize, 0usize, false);
+    for c in source.chars() {
+        if in_text {
+            in_text = c != '\'';
+            continue;
+        }
+        match c {
+            '\'' => in_text = true,
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        match c {
+            '-' => minus_run += 1,
+            c if c.is_whitespace() => {}
+            _ => minus_run = 0,
+        }
+        if depth > MAX_NESTING || minus_run > MAX_NESTING {
+            return Err(ParseError::TooDeep);
+        }
+    }
+    Ok(())
 }
 
 static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
@@ -32,14 +74,15 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
 
 impl Expression {
     pub fn parse(source: &str) -> Result<Self, ParseError> {
+        check_shape(source)?;
         let mut pairs = Grammar::parse(Rule::expression, source)
             .map_err(|e| ParseError::Syntax(e.variant.message().into_owned()))?;
         let expr = pairs
             .next()
             .and_then(|expression| expression.into_inner().next())
             .ok_or_else(|| ParseError::Syntax("empty expression".into()))?;
-        let tree = build(expr.into_inner())?;
-        Ok(Expression { source: source.to_owned(), tree })
+        let program = build(expr.into_inner())?;
+        Ok(Expression { source: source.to_owned(), program })
     }
 }
 
@@ -50,10 +93,16 @@ impl FromStr for Expression {
     }
 }
 
-fn build(pairs: Pairs<'_, Rule>) -> Result<Node, ParseError> {
+/// Compiles to postfix: operands first, then their operator. A chain `a + b + c + …` extends
+/// the left program in place, so compiling is linear in the expression's length.
+fn build(pairs: Pairs<'_, Rule>) -> Result<Program, ParseError> {
     PRATT
         .map_primary(primary)
-        .map_prefix(|_negate, operand| Ok(Node::Negate(Box::new(operand?))))
+        .map_prefix(|_negate, operand| {
+            let mut program = operand?;
+            program.push(Instruction::Negate);
+            Ok(program)
+        })
         .map_infix(|left, op, right| {
             let op = match op.as_rule() {
                 Rule::add => BinaryOp::Add,
@@ -61,34 +110,39 @@ fn build(pairs: Pairs<'_, Rule>) -> Result<Node, ParseError> {
                 Rule::multiply => BinaryOp::Multiply,
                 _ => BinaryOp::Divide,
             };
-            Ok(Node::Binary(op, Box::new(left?), Box::new(right?)))
+            let mut program = left?;
+            program.extend(right?);
+            program.push(Instruction::Binary(op));
+            Ok(program)
         })
         .parse(pairs)
 }
 
-fn primary(pair: Pair<'_, Rule>) -> Result<Node, ParseError> {
-    Ok(match pair.as_rule() {
+type Program = Vec<Instruction>;
+
+fn primary(pair: Pair<'_, Rule>) -> Result<Program, ParseError> {
+    Ok(vec![match pair.as_rule() {
         Rule::decimal => {
             let number = Decimal::from_str(pair.as_str()).map_err(|_| ParseError::Number(pair.as_str().into()))?;
-            Node::Literal(Value::Number(number))
+            Instruction::Push(Value::Number(number))
         }
         Rule::text => {
             let inner = pair.into_inner().next().map(|p| p.as_str()).unwrap_or_default();
-            Node::Literal(Value::Text(inner.to_owned()))
+            Instruction::Push(Value::Text(inner.to_owned()))
         }
-        Rule::event_code => Node::EventCode,
-        Rule::event_timestamp => Node::EventTimestamp,
+        Rule::event_code => Instruction::EventCode,
+        Rule::event_timestamp => Instruction::EventTimestamp,
         Rule::event_property => {
             let name = pair.into_inner().next().map(|p| p.as_str()).unwrap_or_default();
-            Node::Property(name.to_owned())
+            Instruction::Property(name.to_owned())
         }
-        Rule::expr => build(pair.into_inner())?,
-        Rule::call => call(pair)?,
+        Rule::expr => return build(pair.into_inner()),
+        Rule::call => return call(pair),
         other => return Err(ParseError::Syntax(format!("unexpected {other:?}"))),
-    })
+    }])
 }
 
-fn call(pair: Pair<'_, Rule>) -> Result<Node, ParseError> {
+fn call(pair: Pair<'_, Rule>) -> Result<Program, ParseError> {
     let mut inner = pair.into_inner();
     let name = inner.next().map(|p| p.as_str()).unwrap_or_default();
     let function = match name.to_ascii_lowercase().as_str() {
@@ -114,5 +168,8 @@ fn call(pair: Pair<'_, Rule>) -> Result<Node, ParseError> {
             if matches!(function, Function::Round | Function::Ceil | Function::Floor) { "1 or 2" } else { "1 or more" };
         return Err(ParseError::Arity { name: label, expected, got: args.len() });
     }
-    Ok(Node::Call(function, args))
+    let arity = args.len();
+    let mut program: Program = args.into_iter().flatten().collect();
+    program.push(Instruction::Call(function, arity));
+    Ok(program)
 }

@@ -11,6 +11,7 @@ mod period_fees;
 pub use period_fees::{bucket_properties, charge_fees, subscription_fee, BucketUsage, PeriodFee, UsageBucket};
 
 use crate::catalog::Tax;
+use crate::checked::{sum as sum_decimals, Checked, Overflow};
 use crate::money::{AmountOutOfRange, Currency};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
@@ -95,6 +96,12 @@ pub enum InvoiceError {
     Overflow,
 }
 
+impl From<Overflow> for InvoiceError {
+    fn from(_: Overflow) -> Self {
+        InvoiceError::Overflow
+    }
+}
+
 /// Rounds a minor-unit decimal to a whole minor unit, half-up (taxes).
 fn round_cents(precise: Decimal) -> Result<i64, InvoiceError> {
     i64::try_from(precise.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero))
@@ -114,11 +121,11 @@ pub fn compute_invoice(currency: Currency, fees: &[FeeInput], credits: Credits) 
             Ok(InvoicedFee {
                 fee_type: fee.fee_type,
                 amount_cents: currency.to_minor_units(fee.amount)?,
-                precise_amount_cents: currency.to_precise_minor_units(fee.amount),
+                precise_amount_cents: currency.to_precise_minor_units(fee.amount)?,
                 precise_coupons_amount_cents: Decimal::ZERO,
                 taxes_precise_amount_cents: Decimal::ZERO,
                 taxes_amount_cents: 0,
-                taxes_rate: fee.taxes.iter().map(|t| t.rate).sum(),
+                taxes_rate: sum_decimals(fee.taxes.iter().map(|t| t.rate))?,
             })
         })
         .collect::<Result<Vec<_>, InvoiceError>>()?;
@@ -131,7 +138,8 @@ pub fn compute_invoice(currency: Currency, fees: &[FeeInput], credits: Credits) 
     if pre_tax_credit > 0 && fees_amount_cents > 0 {
         let total = Decimal::from(fees_amount_cents);
         for fee in &mut invoiced {
-            fee.precise_coupons_amount_cents = Decimal::from(pre_tax_credit) * Decimal::from(fee.amount_cents) / total;
+            fee.precise_coupons_amount_cents =
+                Decimal::from(pre_tax_credit).times(Decimal::from(fee.amount_cents))?.divided_by(total)?;
         }
     }
     let sub_total_excluding_taxes = fees_amount_cents - pre_tax_credit;
@@ -140,13 +148,13 @@ pub fn compute_invoice(currency: Currency, fees: &[FeeInput], credits: Credits) 
     let mut applied: Vec<AppliedTax> = Vec::new();
     let mut taxes_precise_total = Decimal::ZERO;
     for (fee, input) in invoiced.iter_mut().zip(fees) {
-        let base = Decimal::from(fee.amount_cents) - fee.precise_coupons_amount_cents;
+        let base = Decimal::from(fee.amount_cents).minus(fee.precise_coupons_amount_cents)?;
         for tax in &input.taxes {
-            let tax_amount = base * tax.rate / Decimal::ONE_HUNDRED;
-            fee.taxes_precise_amount_cents += tax_amount;
-            taxes_precise_total += tax_amount;
+            let tax_amount = base.times(tax.rate)?.divided_by(Decimal::ONE_HUNDRED)?;
+            fee.taxes_precise_amount_cents = fee.taxes_precise_amount_cents.plus(tax_amount)?;
+            taxes_precise_total = taxes_precise_total.plus(tax_amount)?;
             match applied.iter_mut().find(|a| a.tax_code == tax.code) {
-                Some(a) => a.base_amount_cents += base,
+                Some(a) => a.base_amount_cents = a.base_amount_cents.plus(base)?,
                 None => applied.push(AppliedTax {
                     tax_code: tax.code.clone(),
                     tax_name: tax.name.clone(),
@@ -159,7 +167,7 @@ pub fn compute_invoice(currency: Currency, fees: &[FeeInput], credits: Credits) 
         fee.taxes_amount_cents = round_cents(fee.taxes_precise_amount_cents)?;
     }
     for a in &mut applied {
-        a.amount_cents = round_cents(a.base_amount_cents * a.tax_rate / Decimal::ONE_HUNDRED)?;
+        a.amount_cents = round_cents(a.base_amount_cents.times(a.tax_rate)?.divided_by(Decimal::ONE_HUNDRED)?)?;
     }
     let taxes_amount_cents = round_cents(taxes_precise_total)?;
     let sub_total_including_taxes =

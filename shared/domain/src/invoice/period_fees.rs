@@ -4,6 +4,7 @@
 use super::{FeeInput, FeeType};
 use crate::aggregation::AggregationState;
 use crate::catalog::{BillableMetric, Charge, Plan, PricingProperties, Tax};
+use crate::checked::Overflow;
 use crate::periods::{prorated_subscription_fee, BilledSpan, BillingSchedule, SubscriptionLife};
 use crate::pricing::{minimum_true_up, ChargeUsage};
 use rust_decimal::Decimal;
@@ -78,13 +79,13 @@ pub fn charge_fees(
     span: &BilledSpan,
     buckets: &[BucketUsage<'_>],
     taxes: Vec<Tax>,
-) -> Vec<PeriodFee> {
+) -> Result<Vec<PeriodFee>, Overflow> {
     let mut fees: Vec<PeriodFee> = buckets
         .iter()
         .map(|b| {
             let properties = bucket_properties(charge, &b.bucket);
-            let priced = b.usage.price(metric, properties, &b.history, plan.currency);
-            PeriodFee {
+            let priced = b.usage.price(metric, properties, &b.history, plan.currency)?;
+            Ok(PeriodFee {
                 fee_type: FeeType::Charge,
                 charge_code: Some(charge.code.clone()),
                 bucket: b.bucket.clone(),
@@ -93,9 +94,9 @@ pub fn charge_fees(
                 amount: priced.amount,
                 true_up: false,
                 taxes: taxes.clone(),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, Overflow>>()?;
     if fees.is_empty() {
         fees.push(PeriodFee {
             fee_type: FeeType::Charge,
@@ -109,9 +110,9 @@ pub fn charge_fees(
         });
     }
     if charge.min_amount_cents > 0 {
-        let used: Decimal = fees.iter().map(|f| f.amount).sum();
+        let used = crate::checked::sum(fees.iter().map(|f| f.amount))?;
         let minimum = plan.currency.from_minor_units(charge.min_amount_cents);
-        let true_up = minimum_true_up(minimum, span.days(), span.period.days(), used);
+        let true_up = minimum_true_up(minimum, span.days(), span.period.days(), used)?;
         if true_up > Decimal::ZERO {
             fees.push(PeriodFee {
                 fee_type: FeeType::Charge,
@@ -125,7 +126,7 @@ pub fn charge_fees(
             });
         }
     }
-    fees
+    Ok(fees)
 }
 
 /// The pricing properties of a bucket: its filter's, or the charge's own.

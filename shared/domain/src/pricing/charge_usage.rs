@@ -1,8 +1,9 @@
 //! The usage of one charge (or one of its filters or groups) over one period.
 
 use super::percentage::PercentageSeries;
-use crate::aggregation::{AggregationState, Measurement, MergeMismatch, Stamped, Window};
+use crate::aggregation::{AggregationState, Measurement, Stamped, StateError, Window};
 use crate::catalog::{BillableMetric, PricingProperties};
+use crate::checked::{Checked, Overflow};
 use crate::money::Currency;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -41,22 +42,28 @@ impl ChargeUsage {
         }
     }
 
+    /// Folds one event in. On an error (a total out of range) the usage may be partly
+    /// updated: callers drop it (a refused batch writes nothing).
     #[inline]
-    pub fn fold(&mut self, properties: &PricingProperties, m: &Measurement) {
-        self.aggregation.fold(m);
-        self.dynamic_amount_cents += m.precise_total_amount_cents;
+    pub fn fold(&mut self, properties: &PricingProperties, m: &Measurement) -> Result<(), StateError> {
+        let dynamic = self.dynamic_amount_cents.plus(m.precise_total_amount_cents)?;
+        self.aggregation.fold(m)?;
+        self.dynamic_amount_cents = dynamic;
         if let (Some(series), PricingProperties::Percentage(p)) = (&mut self.series, properties) {
-            series.fold(p, Stamped { at_ms: m.at_ms, value: m.value });
+            series.fold(p, Stamped { at_ms: m.at_ms, value: m.value })?;
         }
+        Ok(())
     }
 
-    pub fn merge(&mut self, properties: &PricingProperties, other: &ChargeUsage) -> Result<(), MergeMismatch> {
+    /// Merges another usage of the same charge in. Same caveat on errors as [`Self::fold`].
+    pub fn merge(&mut self, properties: &PricingProperties, other: &ChargeUsage) -> Result<(), StateError> {
+        let dynamic = self.dynamic_amount_cents.plus(other.dynamic_amount_cents)?;
         self.aggregation.merge(&other.aggregation)?;
-        self.dynamic_amount_cents += other.dynamic_amount_cents;
+        self.dynamic_amount_cents = dynamic;
         if let (Some(series), Some(theirs), PricingProperties::Percentage(p)) =
             (&mut self.series, &other.series, properties)
         {
-            series.merge(p, theirs);
+            series.merge(p, theirs)?;
         }
         Ok(())
     }
@@ -69,11 +76,11 @@ impl ChargeUsage {
         properties: &PricingProperties,
         history: &[&AggregationState],
         currency: Currency,
-    ) -> PricedUsage {
-        let units = metric.round_units(self.aggregation.units(history));
+    ) -> Result<PricedUsage, Overflow> {
+        let units = metric.round_units(self.aggregation.units(history)?)?;
         let events_count = self.aggregation.events_count();
         let amount =
-            super::amount(properties, units, events_count, self.series.as_ref(), self.dynamic_amount_cents, currency);
-        PricedUsage { units, events_count, amount }
+            super::amount(properties, units, events_count, self.series.as_ref(), self.dynamic_amount_cents, currency)?;
+        Ok(PricedUsage { units, events_count, amount })
     }
 }

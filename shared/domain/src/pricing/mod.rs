@@ -13,6 +13,7 @@ pub use percentage::{percentage, PercentageSeries};
 pub use tiers::{graduated, graduated_percentage, volume};
 
 use crate::catalog::PricingProperties;
+use crate::checked::{Checked, Overflow};
 use crate::money::Currency;
 use rust_decimal::Decimal;
 
@@ -24,9 +25,9 @@ pub fn amount(
     series: Option<&PercentageSeries>,
     dynamic_amount_cents: Decimal,
     currency: Currency,
-) -> Decimal {
+) -> Result<Decimal, Overflow> {
     match properties {
-        PricingProperties::Standard { amount } => units * amount,
+        PricingProperties::Standard { amount } => units.times(*amount),
         PricingProperties::Graduated { ranges } => graduated(units, ranges),
         PricingProperties::GraduatedPercentage { ranges } => graduated_percentage(units, ranges),
         PricingProperties::Package { amount, package_size, free_units } => {
@@ -34,24 +35,29 @@ pub fn amount(
         }
         PricingProperties::Percentage(p) => percentage(p, units, events_count, series),
         PricingProperties::Volume { ranges } => volume(units, ranges),
-        PricingProperties::Dynamic => dynamic_amount_cents / currency.subunit_to_unit(),
+        PricingProperties::Dynamic => dynamic_amount_cents.divided_by(currency.subunit_to_unit()),
     }
 }
 
 /// Fee of one pay-in-advance event: the period's amount with the event minus without it.
 /// A drop (an event that lowers the amount, e.g. a unique-count removal) charges nothing.
-pub fn pay_in_advance_fee(amount_without_event: Decimal, amount_with_event: Decimal) -> Decimal {
-    (amount_with_event - amount_without_event).max(Decimal::ZERO)
+pub fn pay_in_advance_fee(amount_without_event: Decimal, amount_with_event: Decimal) -> Result<Decimal, Overflow> {
+    Ok(amount_with_event.minus(amount_without_event)?.max(Decimal::ZERO))
 }
 
 /// True-up of a charge's minimum: `min_amount × billed_days / period_days − used`, when positive.
 /// The minimum is prorated for a partial period. Amounts in major units.
-pub fn minimum_true_up(min_amount: Decimal, billed_days: u32, period_days: u32, used: Decimal) -> Decimal {
+pub fn minimum_true_up(
+    min_amount: Decimal,
+    billed_days: u32,
+    period_days: u32,
+    used: Decimal,
+) -> Result<Decimal, Overflow> {
     if period_days == 0 || min_amount <= Decimal::ZERO {
-        return Decimal::ZERO;
+        return Ok(Decimal::ZERO);
     }
-    let prorated_min = min_amount * Decimal::from(billed_days) / Decimal::from(period_days);
-    (prorated_min - used).max(Decimal::ZERO)
+    let prorated_min = min_amount.times(Decimal::from(billed_days))?.divided_by(Decimal::from(period_days))?;
+    Ok(prorated_min.minus(used)?.max(Decimal::ZERO))
 }
 
 #[cfg(test)]
@@ -62,10 +68,16 @@ mod tests {
     #[test]
     fn standard_and_dynamic() {
         let standard = PricingProperties::Standard { amount: dec!(0.05) };
-        assert_eq!(amount(&standard, dec!(1234), 10, None, dec!(0), Currency::USD), dec!(61.70)); // 1234 × 0.05
-                                                                                                  // dynamic: Σ precise_total_amount_cents = 1234.5 cents → 12.345 USD
-        assert_eq!(amount(&PricingProperties::Dynamic, dec!(3), 3, None, dec!(1234.5), Currency::USD), dec!(12.345));
-        assert_eq!(amount(&PricingProperties::Dynamic, dec!(3), 3, None, dec!(1234), Currency::JPY), dec!(1234));
+        assert_eq!(amount(&standard, dec!(1234), 10, None, dec!(0), Currency::USD).unwrap(), dec!(61.70)); // 1234 × 0.05
+                                                                                                           // dynamic: Σ precise_total_amount_cents = 1234.5 cents → 12.345 USD
+        assert_eq!(
+            amount(&PricingProperties::Dynamic, dec!(3), 3, None, dec!(1234.5), Currency::USD).unwrap(),
+            dec!(12.345)
+        );
+        assert_eq!(
+            amount(&PricingProperties::Dynamic, dec!(3), 3, None, dec!(1234), Currency::JPY).unwrap(),
+            dec!(1234)
+        );
     }
 
     #[test]
@@ -86,16 +98,17 @@ mod tests {
             },
         ];
         let p = PricingProperties::Graduated { ranges };
-        let before = amount(&p, dec!(10), 10, None, dec!(0), Currency::USD);
-        let after = amount(&p, dec!(11), 11, None, dec!(0), Currency::USD);
-        assert_eq!(pay_in_advance_fee(before, after), dec!(1));
-        assert_eq!(pay_in_advance_fee(after, before), dec!(0));
+        let before = amount(&p, dec!(10), 10, None, dec!(0), Currency::USD).unwrap();
+        let after = amount(&p, dec!(11), 11, None, dec!(0), Currency::USD).unwrap();
+        assert_eq!(pay_in_advance_fee(before, after).unwrap(), dec!(1));
+        assert_eq!(pay_in_advance_fee(after, before).unwrap(), dec!(0));
     }
 
     #[test]
     fn minimum_true_up_is_prorated() {
         // min 100 over a 30-day period, billed 15 days, used 20: 100 × 15/30 − 20 = 30
-        assert_eq!(minimum_true_up(dec!(100), 15, 30, dec!(20)), dec!(30));
-        assert_eq!(minimum_true_up(dec!(100), 30, 30, dec!(120)), dec!(0)); // above the minimum
+        assert_eq!(minimum_true_up(dec!(100), 15, 30, dec!(20)).unwrap(), dec!(30));
+        assert_eq!(minimum_true_up(dec!(100), 30, 30, dec!(120)).unwrap(), dec!(0));
+        // above the minimum
     }
 }

@@ -9,6 +9,7 @@
 
 use crate::aggregation::Stamped;
 use crate::catalog::PercentageProperties;
+use crate::checked::{sum, Checked, Overflow};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -21,33 +22,35 @@ pub struct PercentageSeries {
 }
 
 impl PercentageSeries {
-    pub fn fold(&mut self, properties: &PercentageProperties, event: Stamped) {
+    pub fn fold(&mut self, properties: &PercentageProperties, event: Stamped) -> Result<(), Overflow> {
         let at = self.prefix.partition_point(|e| *e <= event);
         self.prefix.insert(at, event);
-        self.trim(properties);
+        self.trim(properties)
     }
 
-    pub fn merge(&mut self, properties: &PercentageProperties, other: &PercentageSeries) {
-        self.beyond_amount += other.beyond_amount;
+    pub fn merge(&mut self, properties: &PercentageProperties, other: &PercentageSeries) -> Result<(), Overflow> {
+        self.beyond_amount = self.beyond_amount.plus(other.beyond_amount)?;
         for event in &other.prefix {
-            self.fold(properties, *event);
+            self.fold(properties, *event)?;
         }
+        Ok(())
     }
 
     /// Moves events past the shortest prefix that covers the free allowance into `beyond_amount`.
-    fn trim(&mut self, properties: &PercentageProperties) {
+    fn trim(&mut self, properties: &PercentageProperties) -> Result<(), Overflow> {
         while let Some(last) = self.prefix.last().copied() {
-            if !covers_allowance(&self.prefix[..self.prefix.len() - 1], properties) {
+            if !covers_allowance(&self.prefix[..self.prefix.len() - 1], properties)? {
                 break;
             }
+            self.beyond_amount = self.beyond_amount.plus(transaction_amount(properties, last.value)?)?;
             self.prefix.pop();
-            self.beyond_amount += transaction_amount(properties, last.value);
         }
+        Ok(())
     }
 
     /// Amount with per-transaction bounds: the free allowance is used up by the first events, in
     /// time order; then each event pays `value × rate + fixed_amount`, bounded by min and max.
-    pub(crate) fn bounded_amount(&self, properties: &PercentageProperties) -> Decimal {
+    pub(crate) fn bounded_amount(&self, properties: &PercentageProperties) -> Result<Decimal, Overflow> {
         let mut free_events = properties.free_events();
         let mut free_units = properties.free_units();
         let mut amount = Decimal::ZERO;
@@ -59,69 +62,74 @@ impl PercentageSeries {
                     continue; // a free event
                 }
                 if free_units > value {
-                    free_units -= value;
+                    free_units = free_units.minus(value)?;
                     continue; // fully covered by free units
                 }
-                value -= free_units;
+                value = value.minus(free_units)?;
                 free_units = Decimal::ZERO;
                 free_events = 0;
             }
-            amount += transaction_amount(properties, value);
+            amount = amount.plus(transaction_amount(properties, value)?)?;
         }
-        amount + self.beyond_amount
+        amount.plus(self.beyond_amount)
     }
 
     /// Cumulative totals of the first events: Lago's `running_total`, capped at the free events.
-    fn running_total(&self, properties: &PercentageProperties) -> Vec<Decimal> {
+    fn running_total(&self, properties: &PercentageProperties) -> Result<Vec<Decimal>, Overflow> {
         let limit = match properties.free_events() {
             0 => self.prefix.len(),
             n => n.min(self.prefix.len()),
         };
-        self.prefix[..limit]
+        let totals: Vec<Decimal> = self.prefix[..limit]
             .iter()
             .scan(Decimal::ZERO, |sum, e| {
-                *sum += e.value;
+                *sum = sum.checked_add(e.value)?;
                 Some(*sum)
             })
-            .collect()
-    }
-
-    /// Units given away: the first free events' units, capped by the free units per period.
-    pub(crate) fn free_units_value(&self, properties: &PercentageProperties) -> Decimal {
-        let running = self.running_total(properties);
-        let last = running.last().copied().unwrap_or(Decimal::ZERO);
-        let cap = properties.free_units();
-        if cap.is_zero() || last <= cap {
-            last
+            .collect();
+        // `scan` stops at the first sum out of range: the totals must all be there.
+        if totals.len() == limit {
+            Ok(totals)
         } else {
-            cap
+            Err(Overflow)
         }
     }
 
-    /// Events that pay no fixed amount.
-    pub(crate) fn free_events_count(&self, properties: &PercentageProperties) -> u64 {
+    /// Units given away: the first free events' units, capped by the free units per period.
+    pub(crate) fn free_units_value(&self, properties: &PercentageProperties) -> Result<Decimal, Overflow> {
+        let running = self.running_total(properties)?;
+        let last = running.last().copied().unwrap_or(Decimal::ZERO);
         let cap = properties.free_units();
-        let under_cap = self.running_total(properties).iter().filter(|&&total| total < cap).count();
-        [properties.free_events(), under_cap].into_iter().filter(|&n| n > 0).min().unwrap_or(0) as u64
+        Ok(if cap.is_zero() || last <= cap { last } else { cap })
+    }
+
+    /// Events that pay no fixed amount.
+    pub(crate) fn free_events_count(&self, properties: &PercentageProperties) -> Result<u64, Overflow> {
+        let cap = properties.free_units();
+        let under_cap = self.running_total(properties)?.iter().filter(|&&total| total < cap).count();
+        Ok([properties.free_events(), under_cap].into_iter().filter(|&n| n > 0).min().unwrap_or(0) as u64)
     }
 }
 
 /// Whether `prefix` already holds every event the free allowance can touch.
-fn covers_allowance(prefix: &[Stamped], properties: &PercentageProperties) -> bool {
+fn covers_allowance(prefix: &[Stamped], properties: &PercentageProperties) -> Result<bool, Overflow> {
     let free_events = properties.free_events();
     let free_units = properties.free_units();
     let enough_events = free_events == 0 || prefix.len() >= free_events;
-    let enough_units = free_units.is_zero() || prefix.iter().map(|e| e.value).sum::<Decimal>() >= free_units;
-    enough_events && enough_units
+    let enough_units = free_units.is_zero() || sum(prefix.iter().map(|e| e.value))? >= free_units;
+    Ok(enough_events && enough_units)
 }
 
-fn transaction_amount(properties: &PercentageProperties, value: Decimal) -> Decimal {
-    let amount = value * properties.rate / Decimal::ONE_HUNDRED + properties.fixed_amount.unwrap_or(Decimal::ZERO);
-    match (properties.per_transaction_min_amount, properties.per_transaction_max_amount) {
+fn transaction_amount(properties: &PercentageProperties, value: Decimal) -> Result<Decimal, Overflow> {
+    let amount = value
+        .times(properties.rate)?
+        .divided_by(Decimal::ONE_HUNDRED)?
+        .plus(properties.fixed_amount.unwrap_or(Decimal::ZERO))?;
+    Ok(match (properties.per_transaction_min_amount, properties.per_transaction_max_amount) {
         (Some(min), _) if amount < min => min,
         (_, Some(max)) if amount > max => max,
         _ => amount,
-    }
+    })
 }
 
 /// The percentage charge amount for a period.
@@ -130,24 +138,27 @@ pub fn percentage(
     units: Decimal,
     events_count: u64,
     series: Option<&PercentageSeries>,
-) -> Decimal {
+) -> Result<Decimal, Overflow> {
     let empty = PercentageSeries::default();
     let series = series.unwrap_or(&empty);
     if properties.has_transaction_bounds() {
         return series.bounded_amount(properties);
     }
     if units.is_zero() {
-        return Decimal::ZERO;
+        return Ok(Decimal::ZERO);
     }
-    let free_units = series.free_units_value(properties);
-    let rate_amount =
-        if free_units > units { Decimal::ZERO } else { (units - free_units) * properties.rate / Decimal::ONE_HUNDRED };
-    let free_events = series.free_events_count(properties);
+    let free_units = series.free_units_value(properties)?;
+    let rate_amount = if free_units > units {
+        Decimal::ZERO
+    } else {
+        units.minus(free_units)?.times(properties.rate)?.divided_by(Decimal::ONE_HUNDRED)?
+    };
+    let free_events = series.free_events_count(properties)?;
     let fixed_amount = match properties.fixed_amount {
-        Some(fixed) if free_events < events_count => Decimal::from(events_count - free_events) * fixed,
+        Some(fixed) if free_events < events_count => Decimal::from(events_count - free_events).times(fixed)?,
         _ => Decimal::ZERO,
     };
-    rate_amount + fixed_amount
+    rate_amount.plus(fixed_amount)
 }
 
 #[cfg(test)]
@@ -158,7 +169,7 @@ mod tests {
     fn series_of(properties: &PercentageProperties, values: &[Decimal]) -> PercentageSeries {
         let mut series = PercentageSeries::default();
         for (i, v) in values.iter().enumerate() {
-            series.fold(properties, Stamped { at_ms: i as i64, value: *v });
+            series.fold(properties, Stamped { at_ms: i as i64, value: *v }).unwrap();
         }
         series
     }
@@ -167,8 +178,8 @@ mod tests {
     fn rate_and_fixed_amount() {
         // 1.5 % of 800 + 4 events × 0.3 = 12 + 1.2 = 13.2
         let p = PercentageProperties { rate: dec!(1.5), fixed_amount: Some(dec!(0.3)), ..Default::default() };
-        assert_eq!(percentage(&p, dec!(800), 4, None), dec!(13.2));
-        assert_eq!(percentage(&p, dec!(0), 0, None), dec!(0));
+        assert_eq!(percentage(&p, dec!(800), 4, None).unwrap(), dec!(13.2));
+        assert_eq!(percentage(&p, dec!(0), 0, None).unwrap(), dec!(0));
     }
 
     #[test]
@@ -185,7 +196,7 @@ mod tests {
             ..Default::default()
         };
         let series = series_of(&p, &[dec!(50), dec!(100), dec!(250), dec!(400)]);
-        assert_eq!(percentage(&p, dec!(800), 4, Some(&series)), dec!(9.5));
+        assert_eq!(percentage(&p, dec!(800), 4, Some(&series)).unwrap(), dec!(9.5));
     }
 
     #[test]
@@ -198,7 +209,7 @@ mod tests {
             ..Default::default()
         };
         let series = series_of(&p, &[dec!(10), dec!(20), dec!(30), dec!(40)]);
-        assert_eq!(percentage(&p, dec!(100), 4, Some(&series)), dec!(9));
+        assert_eq!(percentage(&p, dec!(100), 4, Some(&series)).unwrap(), dec!(9));
     }
 
     #[test]
@@ -213,7 +224,7 @@ mod tests {
             ..Default::default()
         };
         let series = series_of(&p, &[dec!(2), dec!(10), dec!(40), dec!(100)]);
-        assert_eq!(percentage(&p, dec!(152), 4, Some(&series)), dec!(8.5));
+        assert_eq!(percentage(&p, dec!(152), 4, Some(&series)).unwrap(), dec!(8.5));
     }
 
     #[test]
@@ -226,7 +237,7 @@ mod tests {
             ..Default::default()
         };
         let series = series_of(&p, &[dec!(10), dec!(20), dec!(5)]);
-        assert_eq!(percentage(&p, dec!(35), 3, Some(&series)), dec!(2.5));
+        assert_eq!(percentage(&p, dec!(35), 3, Some(&series)).unwrap(), dec!(2.5));
     }
 
     #[test]
@@ -239,9 +250,9 @@ mod tests {
             ..Default::default()
         };
         let mut series = PercentageSeries::default();
-        series.fold(&p, Stamped { at_ms: 2, value: dec!(50) });
-        series.fold(&p, Stamped { at_ms: 1, value: dec!(10) });
+        series.fold(&p, Stamped { at_ms: 2, value: dec!(50) }).unwrap();
+        series.fold(&p, Stamped { at_ms: 1, value: dec!(10) }).unwrap();
         // 50 × 10 % = 5 (the 10 is free)
-        assert_eq!(percentage(&p, dec!(60), 2, Some(&series)), dec!(5));
+        assert_eq!(percentage(&p, dec!(60), 2, Some(&series)).unwrap(), dec!(5));
     }
 }

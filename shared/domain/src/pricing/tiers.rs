@@ -2,23 +2,24 @@
 //! (the tier holding the total prices every unit).
 
 use crate::catalog::{GraduatedPercentageRange, GraduatedRange, VolumeRange};
+use crate::checked::{Checked, Overflow};
 use rust_decimal::Decimal;
 
 /// Units of `total` that fall in a tier whose units start above `lower` (the previous tier's
 /// `to_value`, or 0) and end at `to`. Works for Lago's two writings of bounds, `0-100, 101-200`
 /// and `0-100, 100-200`: both mean "units 101 to 200 are in the second tier".
-fn units_in_tier(total: Decimal, lower: Decimal, to: Option<Decimal>) -> Decimal {
+fn units_in_tier(total: Decimal, lower: Decimal, to: Option<Decimal>) -> Result<Decimal, Overflow> {
     let upper = to.map_or(total, |to| total.min(to));
-    (upper - lower).max(Decimal::ZERO)
+    Ok(upper.minus(lower)?.max(Decimal::ZERO))
 }
 
 /// Generic tier walk: `price(units_in_tier, index)`; a tier's flat amount is due once usage enters it.
-fn walk<F>(total: Decimal, bounds: &[(Option<Decimal>, Decimal)], mut price: F) -> Decimal
+fn walk<F>(total: Decimal, bounds: &[(Option<Decimal>, Decimal)], mut price: F) -> Result<Decimal, Overflow>
 where
-    F: FnMut(usize, Decimal) -> Decimal,
+    F: FnMut(usize, Decimal) -> Result<Decimal, Overflow>,
 {
     if total <= Decimal::ZERO {
-        return Decimal::ZERO;
+        return Ok(Decimal::ZERO);
     }
     let mut amount = Decimal::ZERO;
     let mut lower = Decimal::ZERO;
@@ -26,37 +27,36 @@ where
         if index > 0 && total <= lower {
             break;
         }
-        amount += flat_amount + price(index, units_in_tier(total, lower, to));
+        amount = amount.plus(flat_amount.plus(price(index, units_in_tier(total, lower, to)?)?)?)?;
         match to {
             Some(to) => lower = to,
             None => break,
         }
     }
-    amount
+    Ok(amount)
 }
 
-pub fn graduated(units: Decimal, ranges: &[GraduatedRange]) -> Decimal {
+pub fn graduated(units: Decimal, ranges: &[GraduatedRange]) -> Result<Decimal, Overflow> {
     let bounds: Vec<_> = ranges.iter().map(|r| (r.to_value, r.flat_amount)).collect();
-    walk(units, &bounds, |i, tier_units| tier_units * ranges[i].per_unit_amount)
+    walk(units, &bounds, |i, tier_units| tier_units.times(ranges[i].per_unit_amount))
 }
 
-pub fn graduated_percentage(units: Decimal, ranges: &[GraduatedPercentageRange]) -> Decimal {
+pub fn graduated_percentage(units: Decimal, ranges: &[GraduatedPercentageRange]) -> Result<Decimal, Overflow> {
     let bounds: Vec<_> = ranges.iter().map(|r| (r.to_value, r.flat_amount)).collect();
-    walk(units, &bounds, |i, tier_units| tier_units * ranges[i].rate / Decimal::ONE_HUNDRED)
+    walk(units, &bounds, |i, tier_units| tier_units.times(ranges[i].rate)?.divided_by(Decimal::ONE_HUNDRED))
 }
 
 /// Every unit at the price of the one tier that holds the total (`from ≤ ceil(units) ≤ …`,
 /// `units ≤ to`), plus that tier's flat amount. No usage, no fee.
-pub fn volume(units: Decimal, ranges: &[VolumeRange]) -> Decimal {
+pub fn volume(units: Decimal, ranges: &[VolumeRange]) -> Result<Decimal, Overflow> {
     if units <= Decimal::ZERO {
-        return Decimal::ZERO;
+        return Ok(Decimal::ZERO);
     }
     let ceiled = units.ceil();
-    ranges
-        .iter()
-        .find(|r| r.from_value <= ceiled && r.to_value.is_none_or(|to| units <= to))
-        .or(ranges.last())
-        .map_or(Decimal::ZERO, |r| units * r.per_unit_amount + r.flat_amount)
+    match ranges.iter().find(|r| r.from_value <= ceiled && r.to_value.is_none_or(|to| units <= to)).or(ranges.last()) {
+        Some(r) => units.times(r.per_unit_amount)?.plus(r.flat_amount),
+        None => Ok(Decimal::ZERO),
+    }
 }
 
 #[cfg(test)]
@@ -80,27 +80,27 @@ mod tests {
             g(dec!(101), Some(dec!(200)), dec!(0.05), dec!(5)),
             g(dec!(201), None, dec!(0.01), dec!(10)),
         ];
-        assert_eq!(graduated(dec!(0), &ranges), dec!(0)); // no usage, no flat fee
-        assert_eq!(graduated(dec!(50), &ranges), dec!(5)); // 50 × 0.10
-        assert_eq!(graduated(dec!(100), &ranges), dec!(10)); // 100 × 0.10, second tier not entered
-        assert_eq!(graduated(dec!(150), &ranges), dec!(17.5)); // 10 + (5 + 50 × 0.05 = 7.5)
-        assert_eq!(graduated(dec!(250), &ranges), dec!(30.5)); // 10 + (5 + 100 × 0.05) + (10 + 50 × 0.01)
-        assert_eq!(graduated(dec!(100.5), &ranges), dec!(15.025)); // 10 + 5 + 0.5 × 0.05
+        assert_eq!(graduated(dec!(0), &ranges).unwrap(), dec!(0)); // no usage, no flat fee
+        assert_eq!(graduated(dec!(50), &ranges).unwrap(), dec!(5)); // 50 × 0.10
+        assert_eq!(graduated(dec!(100), &ranges).unwrap(), dec!(10)); // 100 × 0.10, second tier not entered
+        assert_eq!(graduated(dec!(150), &ranges).unwrap(), dec!(17.5)); // 10 + (5 + 50 × 0.05 = 7.5)
+        assert_eq!(graduated(dec!(250), &ranges).unwrap(), dec!(30.5)); // 10 + (5 + 100 × 0.05) + (10 + 50 × 0.01)
+        assert_eq!(graduated(dec!(100.5), &ranges).unwrap(), dec!(15.025)); // 10 + 5 + 0.5 × 0.05
     }
 
     #[test]
     fn graduated_accepts_adjacent_bounds() {
         // 0–100, 100–∞ means the same as 0–100, 101–∞
         let adjacent = [g(dec!(0), Some(dec!(100)), dec!(1), dec!(0)), g(dec!(100), None, dec!(2), dec!(0))];
-        assert_eq!(graduated(dec!(150), &adjacent), dec!(200)); // 100 × 1 + 50 × 2
+        assert_eq!(graduated(dec!(150), &adjacent).unwrap(), dec!(200)); // 100 × 1 + 50 × 2
     }
 
     #[test]
     fn graduated_first_tier_flat_fee_is_due_as_soon_as_there_is_usage() {
         let ranges = [g(dec!(0), Some(dec!(10)), dec!(0), dec!(20)), g(dec!(11), None, dec!(1), dec!(0))];
-        assert_eq!(graduated(dec!(0), &ranges), dec!(0));
-        assert_eq!(graduated(dec!(1), &ranges), dec!(20));
-        assert_eq!(graduated(dec!(12), &ranges), dec!(22)); // 20 + 2 × 1
+        assert_eq!(graduated(dec!(0), &ranges).unwrap(), dec!(0));
+        assert_eq!(graduated(dec!(1), &ranges).unwrap(), dec!(20));
+        assert_eq!(graduated(dec!(12), &ranges).unwrap(), dec!(22)); // 20 + 2 × 1
     }
 
     #[test]
@@ -116,8 +116,8 @@ mod tests {
             },
             GraduatedPercentageRange { from_value: dec!(1001), to_value: None, rate: dec!(0.5), flat_amount: dec!(1) },
         ];
-        assert_eq!(graduated_percentage(dec!(1500), &ranges), dec!(14));
-        assert_eq!(graduated_percentage(dec!(0), &ranges), dec!(0));
+        assert_eq!(graduated_percentage(dec!(1500), &ranges).unwrap(), dec!(14));
+        assert_eq!(graduated_percentage(dec!(0), &ranges).unwrap(), dec!(0));
     }
 
     #[test]
@@ -128,10 +128,10 @@ mod tests {
             v(dec!(101), Some(dec!(200)), dec!(1.5), dec!(2)),
             v(dec!(201), None, dec!(1), dec!(3)),
         ];
-        assert_eq!(volume(dec!(0), &ranges), dec!(0));
-        assert_eq!(volume(dec!(100), &ranges), dec!(201)); // 100 × 2 + 1
-        assert_eq!(volume(dec!(150), &ranges), dec!(227)); // 150 × 1.5 + 2
-        assert_eq!(volume(dec!(100.5), &ranges), dec!(152.75)); // ceil 101 → tier 2: 100.5 × 1.5 + 2
-        assert_eq!(volume(dec!(1000), &ranges), dec!(1003)); // 1000 × 1 + 3
+        assert_eq!(volume(dec!(0), &ranges).unwrap(), dec!(0));
+        assert_eq!(volume(dec!(100), &ranges).unwrap(), dec!(201)); // 100 × 2 + 1
+        assert_eq!(volume(dec!(150), &ranges).unwrap(), dec!(227)); // 150 × 1.5 + 2
+        assert_eq!(volume(dec!(100.5), &ranges).unwrap(), dec!(152.75)); // ceil 101 → tier 2: 100.5 × 1.5 + 2
+        assert_eq!(volume(dec!(1000), &ranges).unwrap(), dec!(1003)); // 1000 × 1 + 3
     }
 }

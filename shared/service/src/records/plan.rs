@@ -44,6 +44,18 @@ pub struct ChargeRecord {
     #[serde(default)]
     pub tax_codes: Vec<String>,
     pub created_at: DateTime<Utc>,
+    /// The id its usage is stored under, when it took over the usage of a charge a plan update
+    /// replaced (same metric): Lago computes a new charge's usage from the period's events, and
+    /// here the events already metered stay with it. `None`: its own `lago_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_id: Option<String>,
+}
+
+impl ChargeRecord {
+    /// The id its usage states are keyed by.
+    pub fn usage_id(&self) -> &str {
+        self.usage_id.as_deref().unwrap_or(&self.lago_id)
+    }
 }
 
 fn yes() -> bool {

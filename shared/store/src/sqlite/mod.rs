@@ -207,6 +207,10 @@ fn to_i64(n: usize) -> i64 {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn health(&self) -> StoreResult<()> {
+        self.submit(|reply| Job::Ping { reply }).await
+    }
+
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
         self.inner.with_reader(|conn| {
             let mut stmt =

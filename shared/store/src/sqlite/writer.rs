@@ -11,6 +11,9 @@ use tokio::sync::oneshot;
 /// Most requests committed in one transaction.
 const MAX_GROUP: usize = 256;
 
+const GROUP_FAILED: &str = "write failed, group rolled back";
+const COMMIT_FAILED: &str = "commit failed";
+
 pub(super) enum Job {
     Transact {
         writes: Vec<Write>,
@@ -19,6 +22,10 @@ pub(super) enum Job {
     Append {
         batch: EventBatch,
         reply: oneshot::Sender<StoreResult<AppendOutcome>>,
+    },
+    /// Is the writer alive, and did its last commit succeed? (`/health`.)
+    Ping {
+        reply: oneshot::Sender<StoreResult<()>>,
     },
     /// Events by transaction id: answered here, where the newest keys are indexed.
     Lookup {
@@ -45,6 +52,8 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, archive_at: usize) 
             return;
         }
     };
+    // Why the last group failed to commit, until one commits again (`/health` reports it).
+    let mut last_failure: Option<String> = None;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -53,23 +62,67 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, archive_at: usize) 
                 Err(_) => break,
             }
         }
-        let (lookups, writes): (Vec<Job>, Vec<Job>) = group.into_iter().partition(|j| matches!(j, Job::Lookup { .. }));
-        for lookup in lookups {
-            if let Job::Lookup { organization_id, transaction_id, reply } = lookup {
-                drop(reply.send(find_by_transaction(&conn, &dedupe, &organization_id, &transaction_id)));
+        let (reads, writes): (Vec<Job>, Vec<Job>) =
+            group.into_iter().partition(|j| matches!(j, Job::Lookup { .. } | Job::Ping { .. }));
+        for read in reads {
+            match read {
+                Job::Lookup { organization_id, transaction_id, reply } => {
+                    drop(reply.send(find_by_transaction(&conn, &dedupe, &organization_id, &transaction_id)));
+                }
+                Job::Ping { reply } => {
+                    let health = last_failure.clone().map_or(Ok(()), |e| Err(StoreError::Unavailable(e)));
+                    drop(reply.send(health));
+                }
+                _ => {}
             }
         }
         if writes.is_empty() {
             continue;
         }
         let (size, started) = (writes.len(), std::time::Instant::now());
-        let done = commit_group(&mut conn, &mut dedupe, writes);
+        // No request may end the writer: a panic in a group (a bug; inputs are checked before
+        // they get here) rolls that group back and fails its requests, and the writer goes on.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit_group(&mut conn, &mut dedupe, writes)));
+        let done = match outcome {
+            Ok(done) => done,
+            Err(_) => {
+                tracing::error!("a write group panicked: rolled back, its requests failed");
+                // Its senders were dropped (callers see the store unavailable); the in-memory
+                // index may name rows that rolled back. (Unwinding dropped the transaction,
+                // which rolls it back; make sure.)
+                if !conn.is_autocommit() {
+                    if let Err(e) = conn.execute_batch("ROLLBACK") {
+                        tracing::error!("rollback after a panic failed: {e}");
+                    }
+                }
+                reload_index(&conn, &mut dedupe);
+                continue;
+            }
+        };
+        last_failure = done.iter().find_map(Done::commit_failure);
         tracing::debug!(requests = size, elapsed_us = started.elapsed().as_micros() as u64, "group committed");
         done.into_iter().for_each(Done::send);
     }
 }
 
+fn reload_index(conn: &Connection, dedupe: &mut Dedupe) {
+    match Dedupe::load(conn, dedupe.archive_at()) {
+        Ok(fresh) => *dedupe = fresh,
+        Err(e) => tracing::error!("cannot reload the event index: {e}"),
+    }
+}
+
 impl Done {
+    /// The message of a failed commit (every job of a failed group carries it).
+    fn commit_failure(&self) -> Option<String> {
+        let message = match self {
+            Done::Transact(_, Err(StoreError::Unavailable(m))) | Done::Append(_, Err(StoreError::Unavailable(m))) => m,
+            _ => return None,
+        };
+        (message.starts_with(GROUP_FAILED) || message.starts_with(COMMIT_FAILED)).then(|| message.clone())
+    }
+
     fn send(self) {
         // A caller that went away no longer needs its answer.
         match self {
@@ -114,7 +167,7 @@ fn commit_group(conn: &mut Connection, dedupe: &mut Dedupe, group: Vec<Job>) -> 
         let touches_states = match &job {
             Job::Transact { writes, .. } => writes.iter().any(|w| states.0.contains_key(w.key())),
             Job::Append { batch, .. } => batch.writes.iter().any(|w| states.0.contains_key(w.key())),
-            Job::Lookup { .. } => false,
+            Job::Lookup { .. } | Job::Ping { .. } => false,
         };
         if touches_states {
             if let Err(e) = states.flush(&tx) {
@@ -138,6 +191,7 @@ fn commit_group(conn: &mut Connection, dedupe: &mut Dedupe, group: Vec<Job>) -> 
             Job::Lookup { organization_id, transaction_id, reply } => {
                 done.push(Done::Lookup(reply, find_by_transaction(&tx, dedupe, &organization_id, &transaction_id)));
             }
+            Job::Ping { reply } => done.push(Done::Transact(reply, Ok(()))),
             Job::Append { batch, reply } => match prepare_append(&tx, dedupe, batch, &states) {
                 Err(e) => done.push(Done::Append(reply, Err(e))),
                 Ok(Prepared::Refused(duplicates)) => {
@@ -175,9 +229,9 @@ fn commit_group(conn: &mut Connection, dedupe: &mut Dedupe, group: Vec<Job>) -> 
     let outcome = match broken {
         Some(e) => {
             drop(tx); // rolls back
-            Err(format!("write failed, group rolled back: {e}"))
+            Err(format!("{GROUP_FAILED}: {e}"))
         }
-        None => tx.commit().map_err(|e| format!("commit failed: {e}")),
+        None => tx.commit().map_err(|e| format!("{COMMIT_FAILED}: {e}")),
     };
     tracing::trace!(commit_us = committing.elapsed().as_micros() as u64, "commit");
     match outcome {
@@ -189,10 +243,7 @@ fn commit_group(conn: &mut Connection, dedupe: &mut Dedupe, group: Vec<Job>) -> 
         }
         Err(message) => {
             // The in-memory index may name rolled-back rows: rebuild it from what committed.
-            match Dedupe::load(conn, dedupe.archive_at()) {
-                Ok(fresh) => *dedupe = fresh,
-                Err(e) => tracing::error!("cannot reload the event index: {e}"),
-            }
+            reload_index(conn, dedupe);
             done.into_iter()
                 .map(|d| match d {
                     Done::Transact(reply, _) => Done::Transact(reply, Err(StoreError::Unavailable(message.clone()))),
@@ -212,6 +263,7 @@ fn fail_all(group: Vec<Job>, message: &str) -> Vec<Done> {
             Job::Transact { reply, .. } => Done::Transact(reply, Err(StoreError::Unavailable(message.to_owned()))),
             Job::Append { reply, .. } => Done::Append(reply, Err(StoreError::Unavailable(message.to_owned()))),
             Job::Lookup { reply, .. } => Done::Lookup(reply, Err(StoreError::Unavailable(message.to_owned()))),
+            Job::Ping { reply } => Done::Transact(reply, Err(StoreError::Unavailable(message.to_owned()))),
         })
         .collect()
 }
@@ -328,17 +380,18 @@ fn prepare_append(conn: &Connection, dedupe: &Dedupe, batch: EventBatch, overlay
     {
         let mut read = conn.prepare_cached("SELECT value FROM items WHERE pk = ?1 AND sk = ?2").map_err(backend)?;
         for usage in batch.usage {
-            let merged = match overlay.0.get(&usage.key) {
-                Some(pending) => (usage.merge)(Some(pending)),
+            let from_disk: Option<Vec<u8>>;
+            let stored = match overlay.0.get(&usage.key) {
+                Some(pending) => Some(pending.as_slice()),
                 None => {
-                    let stored = read
+                    from_disk = read
                         .query_row(params![usage.key.pk, usage.key.sk], |row| row.get::<_, Vec<u8>>(0))
                         .optional()
                         .map_err(backend)?;
-                    (usage.merge)(stored.as_deref())
+                    from_disk.as_deref()
                 }
-            }
-            .map_err(StoreError::Merge)?;
+            };
+            let merged = usage.apply(stored).map_err(StoreError::Merge)?;
             states.push((usage.key, merged));
         }
     }
