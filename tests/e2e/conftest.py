@@ -74,6 +74,14 @@ class Server:
         )
         return done.stdout
 
+    def cli(self, args: list) -> str:
+        """Runs a `tally` subcommand on the server's data, while the server runs."""
+        done = subprocess.run(
+            [tally_binary()] + args + storage_args(self.data_dir),
+            capture_output=True, text=True, timeout=120, check=True, env=server_env(),
+        )
+        return done.stdout
+
     def get(self, path: str, key: str = API_KEY, **params) -> httpx.Response:
         return httpx.get(f"{self.url}/api/v1/{path}", params=params, headers={"Authorization": f"Bearer {key}"})
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 use tally_service::{organizations, Org, PageRequest, ServiceError};
 
-/// How long a resolved API key is trusted before it is looked up again.
+/// How long an organization's record is used before it is read again.
 const AUTH_TTL: Duration = Duration::from_secs(2);
 
 /// The organization of the request's `Authorization: Bearer <key>`.
@@ -25,11 +25,14 @@ impl FromRequestParts<AppState> for Auth {
             parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
         // Lago takes the second space-separated token.
         let key = header.split(' ').nth(1).filter(|k| !k.is_empty()).ok_or(ServiceError::Unauthorized)?;
-        if let Some(org) = state.cached_org(key) {
+        // The key itself is looked up on every request (a revoked key is refused at once);
+        // only the organization's record is cached.
+        let org_id = organizations::organization_of_key(&state.tally, key).await?;
+        if let Some(org) = state.cached_org(&org_id) {
             return Ok(Auth(org));
         }
-        let org = organizations::authenticate(&state.tally, key).await?;
-        state.remember_org(key, org.clone(), Instant::now() + AUTH_TTL);
+        let org = organizations::get(&state.tally, &org_id).await.map_err(|_| ServiceError::Unauthorized)?;
+        state.remember_org(&org_id, org.clone(), Instant::now() + AUTH_TTL);
         Ok(Auth(org))
     }
 }

@@ -27,18 +27,19 @@ impl AppState {
         Self { tally, auth: Arc::new(Mutex::new(HashMap::new())) }
     }
 
-    fn cached_org(&self, key: &str) -> Option<Org> {
+    /// The organization's record by id, while fresh.
+    fn cached_org(&self, org_id: &str) -> Option<Org> {
         let cache = self.auth.lock().ok()?;
-        let (org, until) = cache.get(key)?;
+        let (org, until) = cache.get(org_id)?;
         (Instant::now() < *until).then(|| org.clone())
     }
 
-    fn remember_org(&self, key: &str, org: Org, until: Instant) {
+    fn remember_org(&self, org_id: &str, org: Org, until: Instant) {
         if let Ok(mut cache) = self.auth.lock() {
             if cache.len() > 1000 {
                 cache.clear();
             }
-            cache.insert(key.to_owned(), (org, until));
+            cache.insert(org_id.to_owned(), (org, until));
         }
     }
 }

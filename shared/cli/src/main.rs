@@ -14,6 +14,8 @@ use std::time::Duration;
 use tally_service::{organizations, period_close, queued_events, Clock, FixedClock, SystemClock, Tally};
 use tally_store::{SqliteStore, Store};
 
+mod tenants;
+
 #[derive(Parser)]
 #[command(name = "tally", version, about = "Usage-based billing engine with Lago's REST API")]
 struct Cli {
@@ -33,6 +35,10 @@ enum Command {
         /// Seconds between two runs of the period close.
         #[arg(long, default_value_t = 60)]
         close_every: u64,
+        /// Keep the API keys given (`TALLY_API_KEY`) or generated at earlier starts working
+        /// when `TALLY_API_KEY` now names another one (by default they stop working).
+        #[arg(long)]
+        keep_previous_keys: bool,
     },
     /// Invoice every period that has ended by `--at` (default: now), catching up on missed ones.
     /// Safe to run twice, and while `tally serve` runs on the same data.
@@ -40,6 +46,55 @@ enum Command {
         /// The instant to close as of (RFC 3339, e.g. 2024-06-01T00:00:00Z).
         #[arg(long)]
         at: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        storage: Storage,
+    },
+    /// Organizations of this installation (each with its own data and API keys).
+    #[command(subcommand)]
+    Organizations(OrganizationsCommand),
+    /// API keys of an organization: create, list, revoke.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(ApiKeysCommand),
+}
+
+#[derive(Subcommand)]
+enum OrganizationsCommand {
+    /// Create an organization; prints its id and first API key. Works while `tally serve` runs.
+    Create {
+        /// The organization's name.
+        name: String,
+        #[command(flatten)]
+        storage: Storage,
+    },
+    /// List the organizations, one a line: id, then name.
+    List {
+        #[command(flatten)]
+        storage: Storage,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeysCommand {
+    /// Create an API key for an organization; prints it (only this once: it is stored hashed).
+    Create {
+        #[arg(long)]
+        organization: String,
+        #[command(flatten)]
+        storage: Storage,
+    },
+    /// List an organization's keys, one a line: key id, the key's first 8 characters, creation.
+    List {
+        #[arg(long)]
+        organization: String,
+        #[command(flatten)]
+        storage: Storage,
+    },
+    /// Revoke a key (by the id `list` shows): refused from the next request on.
+    Revoke {
+        #[arg(long)]
+        organization: String,
+        /// The key's id.
+        key_id: String,
         #[command(flatten)]
         storage: Storage,
     },
@@ -95,8 +150,12 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { addr, storage, close_every } => serve(addr, &storage, close_every).await,
+        Command::Serve { addr, storage, close_every, keep_previous_keys } => {
+            serve(addr, &storage, close_every, keep_previous_keys).await
+        }
         Command::Bill { at, storage } => bill(at, &storage).await,
+        Command::Organizations(command) => tenants::organizations(command).await,
+        Command::ApiKeys(command) => tenants::api_keys(command).await,
     }
 }
 
@@ -168,26 +227,44 @@ fn spawn_consumers(tally: &Tally, org: &tally_service::Org, queue: Arc<dyn tally
     }
 }
 
-/// The API key: `TALLY_API_KEY` if set, else the one generated on first start (kept in the data
-/// directory so later starts can print it again; the store itself keeps only its hash).
-async fn api_key(tally: &Tally, data_dir: &Path) -> anyhow::Result<(tally_service::Org, String)> {
+/// The API key: `TALLY_API_KEY` if set (the keys of earlier starts then stop working unless
+/// `keep_previous`), else the one generated on first start (kept in the data directory so later
+/// starts can print it again; the store itself keeps only its hash).
+async fn api_key(tally: &Tally, data_dir: &Path, keep_previous: bool) -> anyhow::Result<(tally_service::Org, String)> {
     let key_file = data_dir.join("api_key");
     let given = std::env::var("TALLY_API_KEY").ok().filter(|k| !k.is_empty());
     let remembered = std::fs::read_to_string(&key_file).ok().map(|k| k.trim().to_owned()).filter(|k| !k.is_empty());
-    let bootstrap = organizations::bootstrap(tally, ORGANIZATION_NAME, given.clone().or(remembered.clone())).await?;
-    let key = bootstrap.api_key.or(remembered).context("no API key: set TALLY_API_KEY")?;
-    if given.is_none() {
-        std::fs::write(&key_file, &key).with_context(|| format!("writing {}", key_file.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))?;
+    if let Some(given) = given {
+        let bootstrap =
+            organizations::bootstrap_with(tally, ORGANIZATION_NAME, Some(given.clone()), keep_previous).await?;
+        // The generated key, if any, no longer opens anything: do not keep it around.
+        if remembered.is_some_and(|r| r != given) && !keep_previous {
+            std::fs::remove_file(&key_file).with_context(|| format!("removing {}", key_file.display()))?;
         }
+        return Ok((bootstrap.organization, given));
     }
+    let bootstrap = organizations::bootstrap(tally, ORGANIZATION_NAME, None).await?;
+    let key = match (bootstrap.api_key, remembered) {
+        (Some(generated), _) => {
+            std::fs::write(&key_file, &generated).with_context(|| format!("writing {}", key_file.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            generated
+        }
+        (None, Some(remembered)) if organizations::authenticate(tally, &remembered).await.is_ok() => remembered,
+        _ => anyhow::bail!(
+            "no working API key in {}: set TALLY_API_KEY, or make one with `tally api-keys create --organization {}`",
+            key_file.display(),
+            bootstrap.organization.id
+        ),
+    };
     Ok((bootstrap.organization, key))
 }
 
-async fn serve(addr: SocketAddr, storage: &Storage, close_every: u64) -> anyhow::Result<()> {
+async fn serve(addr: SocketAddr, storage: &Storage, close_every: u64, keep_previous_keys: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&storage.data_dir)?;
     // One server per data directory: the embedded store's writer keeps the newest dedupe keys in
     // memory, so a second writer of events would not see them. (`tally bill` writes no events.)
@@ -198,7 +275,7 @@ async fn serve(addr: SocketAddr, storage: &Storage, close_every: u64) -> anyhow:
     }
     let mut tally = open(storage, Arc::new(SystemClock)).await?;
     let data_dir = storage.data_dir.as_path();
-    let (org, key) = api_key(&tally, data_dir).await?;
+    let (org, key) = api_key(&tally, data_dir, keep_previous_keys).await?;
     // On AWS, accepted events go through the queue, as in the serverless deployment.
     if storage.backend == Backend::Aws {
         let queue: Arc<dyn tally_queue::Queue> = Arc::new(ingest_queue(storage).await?);
@@ -220,7 +297,7 @@ async fn serve(addr: SocketAddr, storage: &Storage, close_every: u64) -> anyhow:
         let mut every = tokio::time::interval(Duration::from_secs(close_every.max(1)));
         loop {
             every.tick().await;
-            match period_close::run(&closer, &org, closer.now()).await {
+            match period_close::run_all(&closer, closer.now()).await {
                 Ok(report) if report != period_close::CloseReport::default() => tracing::info!(?report, "period close"),
                 Ok(_) => {}
                 Err(e) => tracing::error!("period close failed: {e}"),
@@ -239,10 +316,10 @@ async fn serve(addr: SocketAddr, storage: &Storage, close_every: u64) -> anyhow:
 async fn bill(at: Option<DateTime<Utc>>, storage: &Storage) -> anyhow::Result<()> {
     let at = at.unwrap_or_else(Utc::now);
     let tally = open(storage, Arc::new(FixedClock::new(at))).await?;
-    // The close needs the organization, not a key: never create or print one here.
-    let org = organizations::bootstrap(&tally, ORGANIZATION_NAME, None).await?.organization;
+    // The close needs the organizations, not a key: never create or print one here.
+    organizations::bootstrap(&tally, ORGANIZATION_NAME, None).await?;
     eprintln!("closing periods as of {at}…");
-    let report = period_close::run(&tally, &org, at).await?;
+    let report = period_close::run_all(&tally, at).await?;
     println!(
         "activated {} subscription(s), terminated {}, issued {} invoice(s), finalized {} draft(s)",
         report.subscriptions_activated,

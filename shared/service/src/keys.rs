@@ -5,6 +5,8 @@
 //! | organization | `{org}` | `organization` |
 //! | catalog epoch (bumped by every subscription, plan or metric change) | `{org}` | `catalog_epoch` |
 //! | API key index (global) | `apikey` | SHA-256 of the key, hex |
+//! | organization index (global) | `organizations` | organization id |
+//! | API keys of an organization | `{org}#apikey` | key id |
 //! | billable metric | `{org}#metric` | code |
 //! | plan (with charges) | `{org}#plan` | code |
 //! | tax | `{org}#tax` | code |
@@ -29,7 +31,25 @@ pub fn catalog_epoch(org: &str) -> Key {
 }
 
 pub fn api_key(key_hash: &str) -> Key {
-    Key::new("apikey", key_hash)
+    Key::new(API_KEYS, key_hash)
+}
+
+/// The global partition of API key hashes.
+pub const API_KEYS: &str = "apikey";
+
+/// The global partition listing organizations.
+pub const ORGANIZATIONS: &str = "organizations";
+
+pub fn organization_entry(org: &str) -> Key {
+    Key::new(ORGANIZATIONS, org)
+}
+
+pub fn api_key_entries(org: &str) -> String {
+    format!("{org}#apikey")
+}
+
+pub fn api_key_entry(org: &str, key_id: &str) -> Key {
+    Key::new(api_key_entries(org), key_id)
 }
 
 pub fn metrics(org: &str) -> String {

@@ -77,6 +77,31 @@ pub async fn run(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<
     Ok(report)
 }
 
+/// The close of every organization of the installation, as of `now`: one organization's
+/// failures never stop another's close. Their reports are added up.
+pub async fn run_all(tally: &Tally, now: DateTime<Utc>) -> ServiceResult<CloseReport> {
+    let mut total = CloseReport::default();
+    for org in crate::organizations::list(tally).await? {
+        let report = match run(tally, &org, now).await {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::error!(organization = %org.id, "period close failed: {e}");
+                let failure = CloseFailure { external_subscription_id: String::new(), reason: e.to_string() };
+                CloseReport { failures: vec![failure], ..Default::default() }
+            }
+        };
+        total.subscriptions_activated += report.subscriptions_activated;
+        total.subscriptions_terminated += report.subscriptions_terminated;
+        total.invoices_issued += report.invoices_issued;
+        total.invoices_finalized += report.invoices_finalized;
+        total.failures.extend(report.failures.into_iter().map(|f| CloseFailure {
+            external_subscription_id: f.external_subscription_id,
+            reason: format!("organization {}: {}", org.id, f.reason),
+        }));
+    }
+    Ok(total)
+}
+
 /// Starts the pending subscriptions whose start has come and ends those whose end has come.
 /// Returns how many of each.
 pub async fn lifecycle(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<(usize, usize)> {

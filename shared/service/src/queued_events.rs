@@ -38,6 +38,9 @@ struct QueuedEvent<'a> {
 
 #[derive(Serialize)]
 struct QueuedBatch<'a> {
+    /// Whose events these are; a message without one belongs to the default organization
+    /// (producers writing to the queue directly).
+    organization_id: &'a str,
     events: Vec<QueuedEvent<'a>>,
 }
 
@@ -46,7 +49,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// Message bodies for `records`: as few as fit the queue's message size.
-fn bodies(records: &[EventRecord]) -> ServiceResult<Vec<String>> {
+fn bodies(organization_id: &str, records: &[EventRecord]) -> ServiceResult<Vec<String>> {
     let events = records
         .iter()
         .map(|r| QueuedEvent {
@@ -60,13 +63,14 @@ fn bodies(records: &[EventRecord]) -> ServiceResult<Vec<String>> {
             created_at: rfc3339(r.created_at),
         })
         .collect();
-    let body = serde_json::to_string(&QueuedBatch { events }).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let body = serde_json::to_string(&QueuedBatch { organization_id, events })
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
     if body.len() <= MAX_MESSAGE_BYTES || records.len() == 1 {
         return Ok(vec![body]);
     }
     let (first, second) = records.split_at(records.len() / 2);
-    let mut out = bodies(first)?;
-    out.extend(bodies(second)?);
+    let mut out = bodies(organization_id, first)?;
+    out.extend(bodies(organization_id, second)?);
     Ok(out)
 }
 
@@ -92,7 +96,7 @@ pub async fn enqueue(
     if !duplicates.is_empty() {
         return Err(ServiceError::BatchValidation(duplicates));
     }
-    match queue.send(bodies(&records)?).await {
+    match queue.send(bodies(&org.id, &records)?).await {
         Ok(()) => Ok(records),
         Err(QueueError::TooLarge(_)) => Err(ServiceError::invalid("properties", "value_is_too_long")),
         Err(QueueError::Unavailable(reason)) => Err(ServiceError::Unavailable(reason)),
@@ -124,22 +128,28 @@ struct Assigned {
     created_at: Option<DateTime<Utc>>,
 }
 
-/// The events of one message, or why it can never be ingested.
-fn parse(body: &str, now: DateTime<Utc>) -> Result<Vec<EventRecord>, String> {
+/// The organization (if the message names one) and events of one message, or why it can never
+/// be ingested.
+fn parse(body: &str, now: DateTime<Utc>) -> Result<(Option<String>, Vec<EventRecord>), String> {
     let value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
-    let events = match value {
-        Value::Object(mut object) => match (object.remove("events"), object.remove("event")) {
-            (Some(Value::Array(events)), _) => events,
-            (_, Some(event)) => vec![event],
-            (None, None) => vec![Value::Object(object)],
-            (Some(_), None) => return Err("`events` is not a list".into()),
-        },
-        _ => return Err("not a JSON object".into()),
+    let Value::Object(mut object) = value else {
+        return Err("not a JSON object".into());
+    };
+    let organization_id = match object.remove("organization_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id),
+        Some(_) => return Err("`organization_id` is not a string".into()),
+    };
+    let events = match (object.remove("events"), object.remove("event")) {
+        (Some(Value::Array(events)), _) => events,
+        (_, Some(event)) => vec![event],
+        (None, None) => vec![Value::Object(object)],
+        (Some(_), None) => return Err("`events` is not a list".into()),
     };
     if events.is_empty() {
         return Err("no events".into());
     }
-    events
+    let records = events
         .into_iter()
         .map(|event| {
             let input: EventInput = serde_json::from_value(event.clone()).map_err(|e| format!("not an event: {e}"))?;
@@ -153,25 +163,61 @@ fn parse(body: &str, now: DateTime<Utc>) -> Result<Vec<EventRecord>, String> {
             }
             Ok(record)
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((organization_id, records))
 }
 
-/// Ingests a batch of delivered messages for the organization.
-pub async fn consume(tally: &Tally, org: &Org, messages: &[Message]) -> Outcome {
+/// Ingests a batch of delivered messages, each for the organization it names (or
+/// `default_org`).
+pub async fn consume(tally: &Tally, default_org: &Org, messages: &[Message]) -> Outcome {
     let mut outcome = Outcome::default();
     let now = tally.now();
     let mut failed = BTreeSet::new();
-    // Every event with the index of its message; `alive` until stored, or dropped.
-    let mut entries: Vec<(usize, EventRecord)> = Vec::new();
+    // Every event with the index of its message, by organization.
+    let mut by_org: std::collections::BTreeMap<String, Vec<(usize, EventRecord)>> = Default::default();
     for (index, message) in messages.iter().enumerate() {
         match parse(&message.body, now) {
-            Ok(records) => entries.extend(records.into_iter().map(|r| (index, r))),
+            Ok((org_id, records)) => by_org
+                .entry(org_id.unwrap_or_else(|| default_org.id.clone()))
+                .or_default()
+                .extend(records.into_iter().map(|r| (index, r))),
             Err(reason) => {
                 tracing::warn!(message_id = %message.id, "cannot ingest message: {reason}");
                 failed.insert(index);
             }
         }
     }
+    for (org_id, entries) in by_org {
+        let org = if org_id == default_org.id {
+            default_org.clone()
+        } else {
+            match crate::organizations::get(tally, &org_id).await {
+                Ok(org) => org,
+                Err(e) => {
+                    // Unknown (or unreadable): delivered again, and dead-lettered in the end.
+                    tracing::warn!(organization = %org_id, "cannot ingest messages: {e}");
+                    failed.extend(entries.iter().map(|(message, _)| *message));
+                    continue;
+                }
+            }
+        };
+        ingest_entries(tally, &org, messages, entries, &mut outcome, &mut failed).await;
+    }
+    outcome.failed = failed.into_iter().map(|i| messages[i].id.clone()).collect();
+    outcome
+}
+
+/// Stores and meters one organization's events of a delivery, in chunks that fit a
+/// transaction; the messages that cannot be go to `failed`.
+async fn ingest_entries(
+    tally: &Tally,
+    org: &Org,
+    messages: &[Message],
+    entries: Vec<(usize, EventRecord)>,
+    outcome: &mut Outcome,
+    failed: &mut BTreeSet<usize>,
+) {
+    // `alive` until stored, or dropped.
     let mut alive = vec![true; entries.len()];
     let mut chunk = entries.len().max(1);
     let mut start = 0;
@@ -234,8 +280,6 @@ pub async fn consume(tally: &Tally, org: &Org, messages: &[Message]) -> Outcome 
             }
         }
     }
-    outcome.failed = failed.into_iter().map(|i| messages[i].id.clone()).collect();
-    outcome
 }
 
 /// Drops the events of a failed message that are not stored yet.

@@ -12,7 +12,7 @@ mod tax;
 pub use billable_metric::BillableMetricRecord;
 pub use customer::CustomerRecord;
 pub use invoice::{AppliedTaxRecord, FeeRecord, InvoiceRecord, InvoiceStatus, InvoiceSubscriptionRecord};
-pub use organization::{ApiKeyRecord, OrganizationRecord};
+pub use organization::{ApiKeyEntry, ApiKeyRecord, OrganizationRecord};
 pub use plan::{ChargeFilterRecord, ChargeRecord, CompiledCharge, CompiledPlan, PlanRecord};
 pub use subscription::{SubscriptionHistory, SubscriptionRecord, SubscriptionStatus};
 pub use tax::TaxRecord;

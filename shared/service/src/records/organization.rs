@@ -35,4 +35,21 @@ fn utc() -> String {
 pub struct ApiKeyRecord {
     pub organization_id: String,
     pub created_at: DateTime<Utc>,
+    /// The key's id in its organization's list (`None` for keys stored before keys had ids).
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// An API key in its organization's list: never the key itself, only its first characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyEntry {
+    pub id: String,
+    /// SHA-256 of the key, hex: the global index item to delete on revocation.
+    pub hash: String,
+    /// The key's first 8 characters, to recognise it.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    /// Set by `TALLY_API_KEY` or generated at first start: replaced when another one is given.
+    #[serde(default)]
+    pub bootstrap: bool,
 }
