@@ -66,7 +66,7 @@ fn text(value: &Option<Value>) -> Option<String> {
 
 /// Validates one event input; Lago's field codes.
 /// Takes the input by value: its properties move into the record (no copy per event).
-pub(crate) fn validate(input: EventInput, now: DateTime<Utc>) -> Result<EventRecord, ValidationErrors> {
+pub fn validate(input: EventInput, now: DateTime<Utc>) -> Result<EventRecord, ValidationErrors> {
     let mut errors = ValidationErrors::new();
     let transaction_id = text(&input.transaction_id);
     let external_subscription_id = text(&input.external_subscription_id);
