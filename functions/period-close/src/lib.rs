@@ -1,40 +1,33 @@
 //! The tasks of the period-close state machine (`infra/period-close.asl.json`), each idempotent
 //! so a retried or re-run execution issues nothing twice:
 //!
-//! 1. `lifecycle`: start and end the subscriptions whose time has come;
-//! 2. `list_due`: one page of subscription periods due for an invoice (the machine loops over
-//!    pages and fans each page out to `bill_one`);
-//! 3. `bill_one`: issue one period's invoice (a billing marker makes a repeat a no-op);
-//! 4. `finalize`: finalize the drafts whose grace period is over.
+//! 1. `prepare`: make sure every organization's due index exists; answers the instant of the
+//!    close and the shards of the index, which the machine's Distributed Map fans out (one
+//!    child execution per shard);
+//! 2. `close_page`: one page of one shard: start and end the subscriptions whose time has
+//!    come, bill their ended periods, finalize drafts past their grace period, and answer where
+//!    the next page starts (the child execution loops until there is none).
 //!
-//! Failures carry an error type Step Functions can match: `Retryable` (the store was busy or
-//! throttled) or `NonRetryable` (bad input, missing records, bugs).
+//! The work of an execution is what is due, not what exists: a shard with nothing due is one
+//! query. Failures carry an error type Step Functions can match: `Retryable` (the store was
+//! busy or throttled) or `NonRetryable` (bad input, missing records, bugs).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tally_service::period_close::{self, DuePeriod};
-use tally_service::{invoices, Org, ServiceError, Tally};
-
-/// Page size of `list_due` (subscriptions per page).
-const PAGE: usize = 50;
+use tally_service::{due_index, period_close, ServiceError, Tally};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum Task {
-    Lifecycle {
+    Prepare {
         at: DateTime<Utc>,
     },
-    ListDue {
+    ClosePage {
         at: DateTime<Utc>,
+        shard: u32,
         #[serde(default)]
         after: Option<String>,
-    },
-    BillOne {
-        period: DuePeriod,
-    },
-    Finalize {
-        at: DateTime<Utc>,
     },
 }
 
@@ -71,21 +64,29 @@ impl From<TaskError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// Runs one task for the organization.
-pub async fn run(tally: &Tally, org: &Org, task: Task) -> Result<Value, TaskError> {
+/// Runs one task.
+pub async fn run(tally: &Tally, task: Task) -> Result<Value, TaskError> {
     Ok(match task {
-        Task::Lifecycle { at } => {
-            let (activated, terminated) = period_close::lifecycle(tally, org, at).await?;
-            json!({"at": at, "activated": activated, "terminated": terminated})
+        Task::Prepare { at } => {
+            period_close::prepare(tally).await?;
+            json!({"at": at, "shards": (0..due_index::SHARDS).collect::<Vec<_>>()})
         }
-        Task::ListDue { at, after } => {
-            let page = period_close::due(tally, org, at, after, PAGE).await?;
-            json!({"at": at, "items": page.items, "next": page.next})
+        Task::ClosePage { at, shard, after } => {
+            if shard >= due_index::SHARDS {
+                return Err(TaskError::NonRetryable(format!("no shard {shard}")));
+            }
+            let page = period_close::close_page(tally, shard, at, after, None).await?;
+            let report = page.report;
+            json!({
+                "at": at,
+                "shard": shard,
+                "next": page.next,
+                "activated": report.subscriptions_activated,
+                "terminated": report.subscriptions_terminated,
+                "issued": report.invoices_issued,
+                "finalized": report.invoices_finalized,
+                "failed": report.failures.len(),
+            })
         }
-        Task::BillOne { period } => {
-            let invoice = period_close::bill_one(tally, org, &period).await?;
-            json!({"issued": invoice.is_some(), "invoice_id": invoice.map(|i| i.lago_id)})
-        }
-        Task::Finalize { at } => json!({"finalized": invoices::finalize_due(tally, org, at).await?}),
     })
 }

@@ -10,10 +10,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     tracing_subscriber::fmt().with_ansi(false).with_target(false).without_time().init();
     let setup = tally_aws::LambdaSetup::from_env().await;
     let tally = Tally::new(Arc::new(setup.store), Arc::new(SystemClock)).with_usage_shards(setup.usage_shards);
-    let org = organizations::bootstrap(&tally, "tally", None).await?.organization;
-    let (tally, org) = (&tally, &org);
+    // The installation's first organization, as the API function creates it.
+    organizations::bootstrap(&tally, "tally", None).await?;
+    let tally = &tally;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Task>| async move {
-        run(tally, org, event.payload).await.map_err(Diagnostic::from)
+        run(tally, event.payload).await.map_err(Diagnostic::from)
     }))
     .await
 }

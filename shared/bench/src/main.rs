@@ -10,9 +10,12 @@
 //!    with the senders paused, and the server's RSS.
 //!
 //! Run: `cargo build --release --bin tally --bin tally-bench && target/release/tally-bench`.
+//! `tally-bench close` measures the period close instead (see [`close`]).
 
 // Rates and latencies are measurements, not money: floats are right here.
 #![allow(clippy::float_arithmetic)]
+
+mod close;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -29,6 +32,8 @@ use tokio::sync::Mutex;
 #[derive(Parser)]
 #[command(about = "Ingestion and usage-read benchmark of tally serve")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Bench>,
     /// Total events to send.
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
@@ -53,6 +58,12 @@ struct Args {
     /// Data directory (default: a temporary one, removed at the end).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+enum Bench {
+    /// The period close: `tally bill` timed over N subscriptions with usage.
+    Close(close::CloseArgs),
 }
 
 const KEY: &str = "bench-key";
@@ -184,6 +195,22 @@ async fn post(client: &reqwest::Client, url: &str, body: Value) -> anyhow::Resul
 }
 
 async fn setup(client: &reqwest::Client, url: &str, subscriptions: usize) -> anyhow::Result<()> {
+    setup_catalog(client, url).await?;
+    for i in 0..subscriptions {
+        post(
+            client,
+            &format!("{url}/api/v1/subscriptions"),
+            json!({"subscription": {"external_customer_id": format!("cust-{i}"),
+            "plan_code": "bench", "external_id": format!("sub-{i}")}}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Two metrics and the plan `bench`: a subscription fee, a standard charge and a graduated one
+/// with a filter.
+async fn setup_catalog(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     let api = |path: &str| format!("{url}/api/v1/{path}");
     post(
         client,
@@ -211,15 +238,6 @@ async fn setup(client: &reqwest::Client, url: &str, subscriptions: usize) -> any
                 {"from_value": 0, "to_value": null, "per_unit_amount": "0.2", "flat_amount": "0"}]}}]}]}}),
     )
     .await?;
-    for i in 0..subscriptions {
-        post(
-            client,
-            &api("subscriptions"),
-            json!({"subscription": {"external_customer_id": format!("cust-{i}"),
-            "plan_code": "bench", "external_id": format!("sub-{i}")}}),
-        )
-        .await?;
-    }
     Ok(())
 }
 
@@ -263,6 +281,9 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("tally"),
     };
+    if let Some(Bench::Close(close)) = &args.command {
+        return close::run(&binary, close).await;
+    }
 
     if args.raw_events > 0 {
         let rate = raw_store_rate(args.raw_events, args.batch, args.connections).await?;

@@ -102,15 +102,25 @@ pub async fn upsert(tally: &Tally, org: &Org, input: Map<String, Value>) -> Serv
                 tally.store.transact(writes).await.map(|()| customer)
             }
             None => {
-                let (mut organization, org_version) = tally
-                    .load::<OrganizationRecord>(&keys::organization(&org.id))
-                    .await?
-                    .ok_or(ServiceError::NotFound("organization"))?;
-                organization.customers_count += 1;
+                // New customers of an organization take their numbers one at a time in this
+                // process (other processes still race, and retry, on the counter's version).
+                let _numbering = tally.serialize(&org.id, "customer_sequence").await;
+                let (sequence, sequence_version) = match tally.load::<u64>(&keys::customer_sequence(&org.id)).await? {
+                    Some((sequence, version)) => (sequence, Some(version)),
+                    // Data from before the counter had its own item: it was on the organization.
+                    None => {
+                        let (organization, _) = tally
+                            .load::<OrganizationRecord>(&keys::organization(&org.id))
+                            .await?
+                            .ok_or(ServiceError::NotFound("organization"))?;
+                        (organization.customers_count, None)
+                    }
+                };
+                let sequential_id = sequence + 1;
                 let customer = CustomerRecord {
                     lago_id: new_id(),
                     external_id: external_id.clone(),
-                    sequential_id: organization.customers_count,
+                    sequential_id,
                     name: text(&input, "name"),
                     email: text(&input, "email"),
                     currency: currency.clone(),
@@ -125,7 +135,7 @@ pub async fn upsert(tally: &Tally, org: &Org, input: Map<String, Value>) -> Serv
                 };
                 let writes = vec![
                     put(key, &customer, Condition::Absent)?,
-                    put(keys::organization(&org.id), &organization, unchanged(Some(org_version)))?,
+                    put(keys::customer_sequence(&org.id), &sequential_id, unchanged(sequence_version))?,
                 ];
                 tally.store.transact(writes).await.map(|()| customer)
             }

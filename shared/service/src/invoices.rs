@@ -4,7 +4,7 @@
 use crate::records::{CustomerRecord, FeeRecord, InvoiceRecord, InvoiceStatus, SubscriptionHistory};
 use crate::retry::Retry;
 use crate::{keys, put, Org, ServiceError, ServiceResult, Tally};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use tally_store::{Condition, StoreError};
 
 #[derive(Debug, Clone, Default)]
@@ -106,17 +106,6 @@ pub async fn refresh(tally: &Tally, org: &Org, lago_id: &str) -> ServiceResult<I
 /// returned as it is).
 pub async fn finalize(tally: &Tally, org: &Org, lago_id: &str) -> ServiceResult<InvoiceRecord> {
     recompute(tally, org, lago_id, true).await
-}
-
-/// Finalizes the drafts whose grace period is over.
-pub async fn finalize_due(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<usize> {
-    let drafts = list(tally, org, &InvoiceFilter { status: Some("draft".into()), ..Default::default() }).await?;
-    let mut finalized = 0;
-    for draft in drafts.iter().filter(|d| d.finalize_at.is_some_and(|at| at <= now)) {
-        finalize(tally, org, &draft.lago_id).await?;
-        finalized += 1;
-    }
-    Ok(finalized)
 }
 
 /// A fee with the invoice it belongs to.

@@ -4,6 +4,9 @@
 //! |---|---|---|
 //! | organization | `{org}` | `organization` |
 //! | catalog epoch (bumped by every subscription, plan or metric change) | `{org}` | `catalog_epoch` |
+//! | last customer sequential id | `{org}` | `customer_sequence` |
+//! | due index built (see `due_index`) | `{org}` | `due_index` |
+//! | due index (global, sharded) | `due#{shard, 2 digits}` | `{instant ms, 15 digits}#{org}#{s or d}#{id}` |
 //! | API key index (global) | `apikey` | SHA-256 of the key, hex |
 //! | organization index (global) | `organizations` | organization id |
 //! | API keys of an organization | `{org}#apikey` | key id |
@@ -28,6 +31,10 @@ pub fn organization(org: &str) -> Key {
 
 pub fn catalog_epoch(org: &str) -> Key {
     Key::new(org, "catalog_epoch")
+}
+
+pub fn customer_sequence(org: &str) -> Key {
+    Key::new(org, "customer_sequence")
 }
 
 pub fn api_key(key_hash: &str) -> Key {

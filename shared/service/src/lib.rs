@@ -7,6 +7,7 @@
 pub mod billable_metrics;
 pub mod clock;
 pub mod customers;
+pub mod due_index;
 pub mod error;
 pub mod events;
 pub mod invoices;
@@ -48,6 +49,8 @@ pub struct Tally {
     usage_shards: u32,
     /// Where accepted events wait to be metered (AWS); `None`: metered as they are accepted.
     queue: Option<Arc<dyn tally_queue::Queue>>,
+    /// Writes of one hot item taken in turn within this process (see [`Tally::serialize`]).
+    turns: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// The organization a request acts for (from its API key).
@@ -55,7 +58,14 @@ pub type Org = OrganizationRecord;
 
 impl Tally {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, cache: Arc::new(catalog_cache::CatalogCache::default()), usage_shards: 1, queue: None }
+        Self {
+            store,
+            clock,
+            cache: Arc::new(catalog_cache::CatalogCache::default()),
+            usage_shards: 1,
+            queue: None,
+            turns: Arc::default(),
+        }
     }
 
     /// Spreads each usage bucket over `shards` states (see [`Tally::usage_shards`]).
@@ -72,6 +82,17 @@ impl Tally {
 
     pub fn usage_shards(&self) -> u32 {
         self.usage_shards
+    }
+
+    /// Waits for this process's turn to write one organization's hot item (a counter every
+    /// creation bumps): writers in one process then never lose optimistic races to each other,
+    /// which under load would exhaust their retries.
+    pub(crate) async fn serialize(&self, org: &str, item: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut turns = self.turns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            turns.entry(format!("{org}#{item}")).or_default().clone()
+        };
+        turn.lock_owned().await
     }
 
     pub fn now(&self) -> DateTime<Utc> {

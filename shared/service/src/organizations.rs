@@ -82,6 +82,7 @@ pub async fn bootstrap_with(
             let (_, mut writes) = key_writes(tally, &org.id, &api_key, true)?;
             writes.push(put(org_key.clone(), &org, Condition::Absent)?);
             writes.push(put(keys::organization_entry(&org.id), &serde_json::json!({}), Condition::None)?);
+            writes.push(crate::due_index::built_marker_write(&org.id)?);
             match tally.store.transact(writes).await {
                 Ok(()) => return Ok(Bootstrap { organization: org, api_key: Some(api_key) }),
                 // Another process created it first: use theirs.
@@ -168,6 +169,7 @@ pub async fn create(tally: &Tally, name: &str) -> ServiceResult<(OrganizationRec
     let (_, mut writes) = key_writes(tally, &org.id, &api_key, false)?;
     writes.push(put(keys::organization(&org.id), &org, Condition::Absent)?);
     writes.push(put(keys::organization_entry(&org.id), &serde_json::json!({}), Condition::Absent)?);
+    writes.push(crate::due_index::built_marker_write(&org.id)?);
     tally.store.transact(writes).await?;
     Ok((org, api_key))
 }

@@ -6,6 +6,7 @@
 //! two closers running at once (the server's scheduler and `tally bill`) can only find the marker
 //! and move on.
 
+use crate::due_index::{self, Due, DueEntry};
 use crate::metering::schedules;
 use crate::records::{
     AppliedTaxRecord, CompiledPlan, CustomerRecord, FeeRecord, InvoiceRecord, InvoiceStatus, InvoiceSubscriptionRecord,
@@ -16,10 +17,10 @@ use crate::usage::{price_period, TaxBook};
 use crate::{keys, new_id, put, Org, ServiceError, ServiceResult, Tally};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use tally_domain::invoice::{compute_invoice, subscription_fee, Credits, FeeType, PeriodFee};
 use tally_domain::periods::{billed_span, local_midnight, Period};
-use tally_store::{Condition, Query, StoreError};
+use tally_store::{Condition, Query, StoreError, Write};
 
 /// What one run of the close did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +32,16 @@ pub struct CloseReport {
     /// Subscriptions the close could not bill (or start, or end), with why. One failing
     /// subscription never stops the others; the next run tries it again.
     pub failures: Vec<CloseFailure>,
+}
+
+impl CloseReport {
+    fn add(&mut self, other: CloseReport) {
+        self.subscriptions_activated += other.subscriptions_activated;
+        self.subscriptions_terminated += other.subscriptions_terminated;
+        self.invoices_issued += other.invoices_issued;
+        self.invoices_finalized += other.invoices_finalized;
+        self.failures.extend(other.failures);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,159 +58,215 @@ fn period_key(period: &Period) -> String {
     format!("p{:015}", period.start.timestamp_millis())
 }
 
+/// Entries of the due index read per page (and per invocation of the close Lambda).
+pub const PAGE: usize = 100;
+
 /// Runs the close as of `now` for one organization: due activations and terminations, every
-/// ended and not yet invoiced period (catching up on missed ones), then due drafts.
+/// ended and not yet invoiced period (catching up on missed ones), and drafts whose grace
+/// period is over. Other organizations' entries are left to their own close.
 pub async fn run(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<CloseReport> {
-    let mut report = CloseReport::default();
-    lifecycle_into(tally, org, now, &mut report).await?;
-    let mut after = None;
-    loop {
-        let page = due(tally, org, now, after, 100).await?;
-        for period in &page.items {
-            match bill_one(tally, org, period).await {
-                Ok(Some(_)) => report.invoices_issued += 1,
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(subscription = %period.external_subscription_id, "cannot bill: {e}");
-                    report.failures.push(CloseFailure {
-                        external_subscription_id: period.external_subscription_id.clone(),
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    report.invoices_finalized = crate::invoices::finalize_due(tally, org, now).await?;
-    Ok(report)
+    due_index::ensure_built(tally, org).await?;
+    close_shards(tally, now, Some(org.id.clone())).await
 }
 
-/// The close of every organization of the installation, as of `now`: one organization's
-/// failures never stop another's close. Their reports are added up.
+/// The close of every organization of the installation, as of `now`. One subscription's (or
+/// organization's) failure never stops the others: it is reported and tried again next run.
 pub async fn run_all(tally: &Tally, now: DateTime<Utc>) -> ServiceResult<CloseReport> {
-    let mut total = CloseReport::default();
-    for org in crate::organizations::list(tally).await? {
-        let report = match run(tally, &org, now).await {
-            Ok(report) => report,
-            Err(e) => {
-                tracing::error!(organization = %org.id, "period close failed: {e}");
-                let failure = CloseFailure { external_subscription_id: String::new(), reason: e.to_string() };
-                CloseReport { failures: vec![failure], ..Default::default() }
-            }
-        };
-        total.subscriptions_activated += report.subscriptions_activated;
-        total.subscriptions_terminated += report.subscriptions_terminated;
-        total.invoices_issued += report.invoices_issued;
-        total.invoices_finalized += report.invoices_finalized;
-        total.failures.extend(report.failures.into_iter().map(|f| CloseFailure {
-            external_subscription_id: f.external_subscription_id,
-            reason: format!("organization {}: {}", org.id, f.reason),
-        }));
-    }
-    Ok(total)
+    prepare(tally).await?;
+    close_shards(tally, now, None).await
 }
 
-/// Starts the pending subscriptions whose start has come and ends those whose end has come.
-/// Returns how many of each.
-pub async fn lifecycle(tally: &Tally, org: &Org, now: DateTime<Utc>) -> ServiceResult<(usize, usize)> {
+/// Shards closed at once: each waits on its own writes, so several in flight let the store
+/// commit them together.
+const PARALLEL_SHARDS: usize = 16;
+
+async fn close_shards(tally: &Tally, now: DateTime<Utc>, only: Option<String>) -> ServiceResult<CloseReport> {
     let mut report = CloseReport::default();
-    lifecycle_into(tally, org, now, &mut report).await?;
-    match report.failures.first() {
-        Some(failure) => Err(ServiceError::Unavailable(format!(
-            "subscription {}: {}",
-            failure.external_subscription_id, failure.reason
-        ))),
-        None => Ok((report.subscriptions_activated, report.subscriptions_terminated)),
+    let mut running = tokio::task::JoinSet::new();
+    let mut shards = 0..due_index::SHARDS;
+    loop {
+        while running.len() < PARALLEL_SHARDS {
+            let Some(shard) = shards.next() else { break };
+            let (tally, only) = (tally.clone(), only.clone());
+            running.spawn(async move {
+                let mut report = CloseReport::default();
+                close_shard(&tally, shard, now, only.as_deref(), &mut report).await.map(|()| report)
+            });
+        }
+        match running.join_next().await {
+            Some(Ok(shard)) => report.add(shard?),
+            Some(Err(e)) => return Err(ServiceError::Unavailable(format!("close task failed: {e}"))),
+            None => return Ok(report),
+        }
     }
 }
 
-/// [`lifecycle`], counting into `report`; a subscription that fails is reported, not fatal.
-async fn lifecycle_into(tally: &Tally, org: &Org, now: DateTime<Utc>, report: &mut CloseReport) -> ServiceResult<()> {
-    let histories = tally.load_all::<SubscriptionHistory>(keys::subscriptions(&org.id)).await?;
-    for (history, _) in &histories {
-        for s in &history.versions {
-            let outcome = if s.status == SubscriptionStatus::Pending && s.subscription_at <= now {
-                crate::subscriptions::activate(tally, org, &s.external_id, &s.lago_id)
-                    .await
-                    .map(|_| report.subscriptions_activated += 1)
-            } else if s.status == SubscriptionStatus::Active && s.ending_at.is_some_and(|end| end <= now) {
-                crate::subscriptions::terminate(tally, org, &s.external_id, None)
-                    .await
-                    .map(|_| report.subscriptions_terminated += 1)
-            } else {
-                Ok(())
-            };
-            if let Err(e) = outcome {
-                tracing::error!(subscription = %s.external_id, "cannot start or end: {e}");
-                report
-                    .failures
-                    .push(CloseFailure { external_subscription_id: s.external_id.clone(), reason: e.to_string() });
-            }
-        }
+/// Makes sure every organization's due index exists (built once, for data from before it).
+pub async fn prepare(tally: &Tally) -> ServiceResult<()> {
+    for org in crate::organizations::list(tally).await? {
+        due_index::ensure_built(tally, &org).await?;
     }
     Ok(())
 }
 
-/// A subscription period due for its invoice.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DuePeriod {
-    pub external_subscription_id: String,
-    pub subscription_id: String,
-    pub billing_key: String,
+async fn close_shard(
+    tally: &Tally,
+    shard: u32,
+    now: DateTime<Utc>,
+    only: Option<&str>,
+    report: &mut CloseReport,
+) -> ServiceResult<()> {
+    let mut after = None;
+    loop {
+        let page = close_page(tally, shard, now, after, only).await?;
+        report.add(page.report);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(()),
+        }
+    }
 }
 
-/// One page of due periods.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct DuePage {
-    pub items: Vec<DuePeriod>,
-    /// Pass back as `after` for the next page.
+/// What one page of a shard's close did, and where the next page starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardPage {
+    pub report: CloseReport,
+    /// Pass back as `after` for the next page; `None` when the shard has nothing more due.
     pub next: Option<String>,
 }
 
-/// The periods due by `now` and not invoiced yet, for up to `limit` external subscription ids
-/// after `after` (in id order): a page of the work of a close, for a step function to fan out.
-pub async fn due(
+/// Processes up to [`PAGE`] entries of one shard of the due index that are due by `now`
+/// (after `after`, the previous page's `next`): the unit of work of the close, one Lambda
+/// invocation on AWS. `only` restricts it to one organization's entries.
+pub async fn close_page(
     tally: &Tally,
-    org: &Org,
+    shard: u32,
     now: DateTime<Utc>,
     after: Option<String>,
-    limit: usize,
-) -> ServiceResult<DuePage> {
-    let query = Query { after, limit: limit.max(1), ..Query::partition(keys::subscriptions(&org.id)) };
+    only: Option<&str>,
+) -> ServiceResult<ShardPage> {
+    let bound = due_index::sort_key_bound(now);
+    let query = Query { after, limit: PAGE, ..Query::partition(due_index::partition(shard)) };
     let page = tally.store.query(&query).await?;
-    let mut items = Vec::new();
+    let mut result = ShardPage::default();
+    let mut orgs: HashMap<String, Org> = HashMap::new();
+    let mut last = None;
     for item in &page.items {
-        let history: SubscriptionHistory = crate::records::decode(&item.value)?;
-        for subscription in history.versions.iter().filter(|s| s.started_at.is_some()) {
-            for billing_key in due_keys(tally, org, subscription, now).await? {
-                items.push(DuePeriod {
-                    external_subscription_id: subscription.external_id.clone(),
-                    subscription_id: subscription.lago_id.clone(),
-                    billing_key,
-                });
+        if item.key.sk >= bound {
+            return Ok(result);
+        }
+        last = Some(item.key.sk.clone());
+        let entry: DueEntry = crate::records::decode(&item.value)?;
+        if only.is_some_and(|org| org != entry.organization_id) {
+            continue;
+        }
+        let org = match orgs.get(&entry.organization_id) {
+            Some(org) => org.clone(),
+            None => {
+                let org = crate::organizations::get(tally, &entry.organization_id).await?;
+                orgs.insert(org.id.clone(), org.clone());
+                org
+            }
+        };
+        let mut report = CloseReport::default();
+        match process(tally, &org, &entry, now, &mut report).await {
+            Ok(next) => {
+                // The next entry is written before this one goes, so no instant is ever unindexed.
+                // The next entry and this one's removal commit together: no instant is ever unindexed.
+                if next.as_ref().is_none_or(|next| next.key() != item.key) {
+                    let mut writes = vec![Write::Delete { key: item.key.clone(), condition: Condition::None }];
+                    if let Some(next) = &next {
+                        writes.push(due_index::put_entry(next)?);
+                    }
+                    tally.store.transact(writes).await?;
+                }
+            }
+            Err(e) => {
+                let what = match &entry.due {
+                    Due::Subscription { external_id } => external_id.clone(),
+                    Due::Draft { invoice_id } => format!("invoice {invoice_id}"),
+                };
+                tracing::error!(organization = %org.id, subscription = %what, "cannot close: {e}");
+                report.failures.push(CloseFailure { external_subscription_id: what, reason: e.to_string() });
+            }
+        }
+        result.report.add(report);
+    }
+    result.next = page.next.and(last);
+    Ok(result)
+}
+
+/// Does what an entry stands for as of `now`, and returns the entry to replace it with.
+async fn process(
+    tally: &Tally,
+    org: &Org,
+    entry: &DueEntry,
+    now: DateTime<Utc>,
+    report: &mut CloseReport,
+) -> ServiceResult<Option<DueEntry>> {
+    match &entry.due {
+        Due::Subscription { external_id } => {
+            start_and_end(tally, org, external_id, now, report).await?;
+            let Some((history, _)) =
+                tally.load::<SubscriptionHistory>(&keys::subscription(&org.id, external_id)).await?
+            else {
+                return Ok(None);
+            };
+            for subscription in history.versions.iter().filter(|s| s.started_at.is_some()) {
+                let Some(plan) = crate::plans::compiled(tally, org, &subscription.plan_code).await? else {
+                    tracing::warn!(subscription = %external_id, "plan {} is gone; not billing", subscription.plan_code);
+                    continue;
+                };
+                for billing_key in due_keys(tally, org, subscription, &plan, now).await? {
+                    if issue(tally, org, subscription, &plan, &billing_key).await?.is_some() {
+                        report.invoices_issued += 1;
+                    }
+                }
+            }
+            // Never at or before `now`: what could not happen now is looked at next run.
+            let next = due_index::next_due(tally, org, &history, now).await?;
+            let floor = now + chrono::Duration::milliseconds(1);
+            Ok(next.map(|at| due_index::subscription_entry(&org.id, external_id, at.max(floor))))
+        }
+        Due::Draft { invoice_id } => {
+            let Some((invoice, _)) = tally.load::<InvoiceRecord>(&keys::invoice(&org.id, invoice_id)).await? else {
+                return Ok(None);
+            };
+            match invoice.finalize_at.filter(|_| invoice.status == InvoiceStatus::Draft) {
+                Some(at) if at <= now => {
+                    crate::invoices::finalize(tally, org, invoice_id).await?;
+                    report.invoices_finalized += 1;
+                    Ok(None)
+                }
+                Some(at) => Ok(Some(due_index::draft_entry(&org.id, invoice_id, at))),
+                None => Ok(None),
             }
         }
     }
-    Ok(DuePage { items, next: page.next })
 }
 
-/// Issues the invoice of one due period (nothing if it exists already). Idempotent.
-pub async fn bill_one(tally: &Tally, org: &Org, period: &DuePeriod) -> ServiceResult<Option<InvoiceRecord>> {
-    let (history, _) = tally
-        .load::<SubscriptionHistory>(&keys::subscription(&org.id, &period.external_subscription_id))
-        .await?
-        .ok_or(ServiceError::NotFound("subscription"))?;
-    let subscription = history
-        .versions
-        .iter()
-        .find(|s| s.lago_id == period.subscription_id)
-        .ok_or(ServiceError::NotFound("subscription"))?;
-    let plan =
-        crate::plans::compiled(tally, org, &subscription.plan_code).await?.ok_or(ServiceError::NotFound("plan"))?;
-    issue(tally, org, subscription, &plan, &period.billing_key).await
+/// Starts the pending versions of a subscription whose start has come and ends the active one
+/// whose end has come.
+async fn start_and_end(
+    tally: &Tally,
+    org: &Org,
+    external_id: &str,
+    now: DateTime<Utc>,
+    report: &mut CloseReport,
+) -> ServiceResult<()> {
+    let Some((history, _)) = tally.load::<SubscriptionHistory>(&keys::subscription(&org.id, external_id)).await? else {
+        return Ok(());
+    };
+    for s in &history.versions {
+        if s.status == SubscriptionStatus::Pending && s.subscription_at <= now {
+            crate::subscriptions::activate(tally, org, &s.external_id, &s.lago_id).await?;
+            report.subscriptions_activated += 1;
+        } else if s.status == SubscriptionStatus::Active && s.ending_at.is_some_and(|end| end <= now) {
+            crate::subscriptions::terminate(tally, org, &s.external_id, None).await?;
+            report.subscriptions_terminated += 1;
+        }
+    }
+    Ok(())
 }
 
 async fn billed_keys(tally: &Tally, org: &Org, subscription: &SubscriptionRecord) -> ServiceResult<HashSet<String>> {
@@ -221,13 +288,10 @@ async fn due_keys(
     tally: &Tally,
     org: &Org,
     subscription: &SubscriptionRecord,
+    plan: &CompiledPlan,
     now: DateTime<Utc>,
 ) -> ServiceResult<Vec<String>> {
-    let Some(plan) = crate::plans::compiled(tally, org, &subscription.plan_code).await? else {
-        tracing::warn!(subscription = %subscription.external_id, "plan {} is gone; not billing", subscription.plan_code);
-        return Ok(Vec::new());
-    };
-    let schedules = schedules(subscription, &plan);
+    let schedules = schedules(subscription, plan);
     let billed = billed_keys(tally, org, subscription).await?;
     let Some(started_at) = subscription.started_at else { return Ok(Vec::new()) };
     let mut period = schedules.charges.period_at(started_at);
@@ -490,12 +554,22 @@ async fn issue(
             put(keys::billed(&org.id, &subscription.lago_id, billing_key), &invoice.lago_id, Condition::Absent)?,
             put(keys::invoice(&org.id, &invoice.lago_id), &invoice, Condition::Absent)?,
         ];
-        if finalized {
-            writes.push(put(customer_key, &customer, Condition::Version(customer_version))?);
+        match invoice.finalize_at {
+            None => writes.push(put(customer_key, &customer, Condition::Version(customer_version))?),
+            // The close finalizes the draft when its grace period is over.
+            Some(at) => writes.push(due_index::put_entry(&due_index::draft_entry(&org.id, &invoice.lago_id, at))?),
+        }
+        // The fee index commits with the invoice when it fits in the transaction.
+        let fee_index = fee_index_writes(org, &invoice)?;
+        let indexed = writes.len() + fee_index.len() <= tally_store::MAX_TRANSACTION_WRITES;
+        if indexed {
+            writes.extend(fee_index);
         }
         match tally.store.transact(writes).await {
             Ok(()) => {
-                index_fees(tally, org, &invoice).await?;
+                if !indexed {
+                    index_fees(tally, org, &invoice).await?;
+                }
                 tracing::info!(invoice = %invoice.number, subscription = %subscription.external_id, key = billing_key,
                     total_amount_cents = invoice.total_amount_cents, "invoice issued");
                 return Ok(Some(invoice));
@@ -516,13 +590,13 @@ pub(crate) fn invoice_number(org: &Org, customer: &CustomerRecord, sequence: u64
 
 /// Index items so `GET /fees/{id}` finds a fee's invoice (derived data: rewriting is harmless).
 pub(crate) async fn index_fees(tally: &Tally, org: &Org, invoice: &InvoiceRecord) -> ServiceResult<()> {
-    let writes = invoice
-        .fees
-        .iter()
-        .map(|f| put(keys::fee(&org.id, &f.lago_id), &invoice.lago_id, Condition::None))
-        .collect::<ServiceResult<Vec<_>>>()?;
+    let writes = fee_index_writes(org, invoice)?;
     for chunk in writes.chunks(tally_store::MAX_TRANSACTION_WRITES) {
         tally.store.transact(chunk.to_vec()).await?;
     }
     Ok(())
+}
+
+fn fee_index_writes(org: &Org, invoice: &InvoiceRecord) -> ServiceResult<Vec<Write>> {
+    invoice.fees.iter().map(|f| put(keys::fee(&org.id, &f.lago_id), &invoice.lago_id, Condition::None)).collect()
 }

@@ -1,6 +1,7 @@
 //! Subscriptions: create (creating the customer if needed, upgrading or downgrading an existing
 //! one), update, terminate (with the final invoice), read and list.
 
+use crate::due_index;
 use crate::records::{SubscriptionHistory, SubscriptionRecord, SubscriptionStatus};
 use crate::retry::Retry;
 use crate::{keys, new_id, put, unchanged, Org, ServiceError, ServiceResult, Tally};
@@ -162,11 +163,13 @@ pub async fn create(tally: &Tally, org: &Org, input: SubscriptionInput) -> Servi
         if let Change::Unchanged(current) = change {
             return Ok(current);
         }
-        match tally
-            .store
-            .transact(vec![put(key, &history, unchanged(version))?, crate::bump_catalog_epoch(&org.id)])
-            .await
-        {
+        let ended_at = match &change {
+            Change::Upgraded { old, .. } => old.terminated_at,
+            _ => None,
+        };
+        let mut writes = vec![put(key, &history, unchanged(version))?, crate::bump_catalog_epoch(&org.id)];
+        writes.extend(due_index::history_writes(tally, org, &history, &external_id, ended_at).await?);
+        match tally.store.transact(writes).await {
             Ok(()) => {}
             Err(StoreError::ConditionFailed { .. }) => {
                 retry.lost_race().await?;
@@ -228,11 +231,10 @@ pub(crate) async fn activate(tally: &Tally, org: &Org, external_id: &str, lago_i
         }
     }
     let active = history.versions.iter().find(|s| s.lago_id == lago_id).cloned();
-    match tally
-        .store
-        .transact(vec![put(key, &history, unchanged(Some(version)))?, crate::bump_catalog_epoch(&org.id)])
-        .await
-    {
+    let ended_at = ended.as_ref().and_then(|s| s.terminated_at);
+    let mut writes = vec![put(key, &history, unchanged(Some(version)))?, crate::bump_catalog_epoch(&org.id)];
+    writes.extend(due_index::history_writes(tally, org, &history, external_id, ended_at).await?);
+    match tally.store.transact(writes).await {
         Ok(()) => {}
         // Changed meanwhile (another closer activated it): the next run looks again.
         Err(StoreError::ConditionFailed { .. }) => return Ok(()),
@@ -278,11 +280,9 @@ pub async fn terminate(
             ended.terminated_at = Some(now);
         }
         replace(&mut history, ended.clone());
-        match tally
-            .store
-            .transact(vec![put(key, &history, unchanged(Some(version)))?, crate::bump_catalog_epoch(&org.id)])
-            .await
-        {
+        let mut writes = vec![put(key, &history, unchanged(Some(version)))?, crate::bump_catalog_epoch(&org.id)];
+        writes.extend(due_index::history_writes(tally, org, &history, external_id, ended.terminated_at).await?);
+        match tally.store.transact(writes).await {
             Ok(()) => {}
             Err(StoreError::ConditionFailed { .. }) => {
                 retry.lost_race().await?;
@@ -333,10 +333,9 @@ pub async fn update(
     }
     errors.into_result(())?;
     replace(&mut history, current.clone());
-    tally
-        .store
-        .transact(vec![put(key, &history, unchanged(Some(version)))?, crate::bump_catalog_epoch(&org.id)])
-        .await?;
+    let mut writes = vec![put(key, &history, unchanged(Some(version)))?, crate::bump_catalog_epoch(&org.id)];
+    writes.extend(due_index::history_writes(tally, org, &history, external_id, None).await?);
+    tally.store.transact(writes).await?;
     tally.cache.forget(&org.id);
     Ok(current)
 }

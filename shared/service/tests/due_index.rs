@@ -1,0 +1,150 @@
+//! The close costs what is due, not what exists: with nothing due it reads one page per shard
+//! of the due index however many subscriptions there are, and an installation from before the
+//! index gets it built at its first close without losing a period.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tally_service::{due_index, invoices, organizations, period_close, testing, FixedClock, Org, Tally};
+use tally_store::{
+    AppendOutcome, Condition, EventBatch, EventFilter, Item, Key, LoggedEvent, Page, Query, SqliteStore, Store,
+    StoreResult, Write,
+};
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().expect("instant")
+}
+
+/// A store that counts the reads made through it.
+struct Counting {
+    inner: SqliteStore,
+    reads: AtomicUsize,
+}
+
+#[async_trait]
+impl Store for Counting {
+    async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn query(&self, query: &Query) -> StoreResult<Page> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.query(query).await
+    }
+    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
+        self.inner.transact(writes).await
+    }
+    async fn append_events(&self, batch: EventBatch) -> StoreResult<AppendOutcome> {
+        self.inner.append_events(batch).await
+    }
+    async fn events_by_transaction(&self, org: &str, transaction_id: &str) -> StoreResult<Vec<LoggedEvent>> {
+        self.inner.events_by_transaction(org, transaction_id).await
+    }
+    async fn list_events(
+        &self,
+        org: &str,
+        filter: &EventFilter,
+        offset: usize,
+        limit: usize,
+    ) -> StoreResult<(Vec<LoggedEvent>, u64)> {
+        self.inner.list_events(org, filter, offset, limit).await
+    }
+}
+
+async fn setup(dir: &std::path::Path, subscriptions: usize) -> (Tally, Org, Arc<Counting>, Arc<FixedClock>) {
+    let store = Arc::new(Counting { inner: SqliteStore::open(dir).expect("store"), reads: AtomicUsize::new(0) });
+    let clock = Arc::new(FixedClock::new(at("2024-04-01T00:00:00Z")));
+    let tally = Tally::new(store.clone(), clock.clone());
+    let org = organizations::bootstrap(&tally, "Acme", Some("k".into())).await.expect("org").organization;
+    testing::counting_plan(&tally, &org, "calls", "p", 1000, "1").await.expect("catalog");
+    for i in 0..subscriptions {
+        testing::subscribe(&tally, &org, &format!("c{i}"), "p", &format!("s{i}"), None).await.expect("subscription");
+    }
+    (tally, org, store, clock)
+}
+
+/// Reads made by one close of the installation at `now`, with what it did.
+async fn close(tally: &Tally, store: &Counting, now: &str) -> (usize, period_close::CloseReport) {
+    let before = store.reads.load(Ordering::SeqCst);
+    let report = period_close::run_all(tally, at(now)).await.expect("close");
+    (store.reads.load(Ordering::SeqCst) - before, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_with_nothing_due_reads_one_page_per_shard() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (tally, _, store, _) = setup(dir.path(), 400).await;
+    // Mid-April: no period has ended. The organization list, its index marker, and one query per
+    // shard: nothing that grows with the 400 subscriptions.
+    let (reads, report) = close(&tally, &store, "2024-04-15T00:00:00Z").await;
+    assert_eq!(report, period_close::CloseReport::default());
+    let ceiling = due_index::SHARDS as usize + 8;
+    assert!(reads <= ceiling, "{reads} reads with nothing due (at most {ceiling})");
+
+    // May 1st: April ended for all 400, each billed once; then nothing is due again until June.
+    let (reads_billing, report) = close(&tally, &store, "2024-05-01T00:00:00Z").await;
+    assert_eq!((report.invoices_issued, report.failures.len()), (400, 0));
+    assert!(reads_billing > 400, "billing reads per subscription: {reads_billing}");
+    let (reads, report) = close(&tally, &store, "2024-05-01T00:01:00Z").await;
+    assert_eq!(report, period_close::CloseReport::default());
+    assert!(reads <= ceiling, "{reads} reads after billing (at most {ceiling})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_from_before_the_index_is_billed_in_full_at_its_first_close() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (tally, org, store, _) = setup(dir.path(), 30).await;
+    // Remove the index and its marker, as data written before the index has neither.
+    let mut removed = 0;
+    for shard in 0..due_index::SHARDS {
+        let page = store.query(&Query::partition(due_index::partition(shard))).await.expect("shard");
+        for item in page.items {
+            store.transact(vec![Write::Delete { key: item.key, condition: Condition::None }]).await.expect("delete");
+            removed += 1;
+        }
+    }
+    assert!(removed >= 30, "every subscription had an entry: {removed}");
+    store
+        .transact(vec![Write::Delete { key: Key::new(org.id.clone(), "due_index"), condition: Condition::None }])
+        .await
+        .expect("marker");
+
+    // April, May, June ended: 30 × 3 invoices, once.
+    let (_, report) = close(&tally, &store, "2024-07-01T00:00:00Z").await;
+    assert_eq!((report.invoices_issued, report.failures.len()), (90, 0));
+    let (_, again) = close(&tally, &store, "2024-07-01T00:00:00Z").await;
+    assert_eq!(again.invoices_issued, 0);
+    assert_eq!(invoices::list(&tally, &org, &Default::default()).await.expect("list").len(), 90);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_ending_or_starting_later_is_woken_at_its_instant() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (tally, org, store, clock) = setup(dir.path(), 0).await;
+    // One starts on April 20th; one ends on April 10th (its own end, not a period end).
+    testing::subscribe(&tally, &org, "later", "p", "later", Some("2024-04-20T00:00:00Z")).await.expect("pending");
+    testing::subscribe(&tally, &org, "ending", "p", "ending", None).await.expect("active");
+    tally_service::subscriptions::update(
+        &tally,
+        &org,
+        "ending",
+        tally_service::subscriptions::SubscriptionUpdate {
+            ending_at: Some("2024-04-10T00:00:00Z".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("ending_at");
+    clock.set(at("2024-04-10T00:00:00Z"));
+    let (_, report) = close(&tally, &store, "2024-04-10T00:00:00Z").await;
+    assert_eq!(report.subscriptions_terminated, 1, "{report:?}");
+    // Its termination invoice, issued as it ends.
+    let issued = invoices::list(&tally, &org, &Default::default()).await.expect("list");
+    assert_eq!(issued.iter().map(|i| i.subscription.external_id.as_str()).collect::<Vec<_>>(), ["ending"]);
+    clock.set(at("2024-04-20T00:00:00Z"));
+    let (_, report) = close(&tally, &store, "2024-04-20T00:00:00Z").await;
+    assert_eq!(report.subscriptions_activated, 1, "{report:?}");
+    let (_, report) = close(&tally, &store, "2024-05-01T00:00:00Z").await;
+    assert_eq!(report.invoices_issued, 1, "the April stub of the one that started on the 20th: {report:?}");
+}
