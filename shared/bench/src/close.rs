@@ -5,8 +5,9 @@
 //! subscription fee and two usage charges, N subscriptions created over HTTP and
 //! `--events-per-subscription` events each; then the server stops and `tally bill` runs three
 //! times as a scheduler would: mid-period (nothing due), at the period's end (N invoices), and
-//! again at the same instant (nothing due: every invoice exists). Each run is timed whole
-//! (process start, opening the store, the close).
+//! again at the same instant (nothing due: every invoice exists). Each run prints the close's
+//! own time (from `tally bill`'s stderr) and the whole process's (start, opening the store,
+//! which loads the dedupe filter of every stored event, then the close).
 
 use crate::{post, setup_catalog, start_server};
 use anyhow::{bail, Context};
@@ -30,8 +31,15 @@ pub struct CloseArgs {
     connections: usize,
 }
 
-/// Runs `tally bill --at` on the data directory; returns the seconds it took and its summary line.
-fn bill(binary: &Path, data_dir: &Path, at: &str) -> anyhow::Result<(f64, String)> {
+/// One timed `tally bill`: the whole process, and the close inside it (from its stderr).
+struct Billed {
+    process_s: f64,
+    close_ms: f64,
+    summary: String,
+}
+
+/// Runs `tally bill --at` on the data directory.
+fn bill(binary: &Path, data_dir: &Path, at: &str) -> anyhow::Result<Billed> {
     let started = Instant::now();
     let output = Command::new(binary)
         .args(["bill", "--at", at, "--data-dir"])
@@ -41,10 +49,16 @@ fn bill(binary: &Path, data_dir: &Path, at: &str) -> anyhow::Result<(f64, String
         .with_context(|| format!("running {} bill", binary.display()))?;
     let seconds = started.elapsed().as_secs_f64();
     let summary = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        bail!("tally bill failed: {summary} {}", String::from_utf8_lossy(&output.stderr));
+        bail!("tally bill failed: {summary} {stderr}");
     }
-    Ok((seconds, summary))
+    let close_ms = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("closed in ")?.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|micros| micros / 1000.0)
+        .context("tally bill did not say how long the close took")?;
+    Ok(Billed { process_s: seconds, close_ms, summary })
 }
 
 /// The number after `issued` in `tally bill`'s summary line.
@@ -53,30 +67,23 @@ fn issued(summary: &str) -> Option<usize> {
     words.windows(2).find(|w| w[0] == "issued").and_then(|w| w[1].parse().ok())
 }
 
-async fn populate(url: &str, subscriptions: usize, events_each: usize, connections: usize) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
-    setup_catalog(&client, url).await?;
+/// Runs `work(i)` for every `i < n` from `connections` concurrent tasks.
+async fn concurrently<F, Fut>(n: usize, connections: usize, work: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (client, url, next) = (client.clone(), url.to_owned(), next.clone());
+        let (next, work) = (next.clone(), work.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= subscriptions {
+                if i >= n {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let subscription = json!({"subscription": {"external_customer_id": format!("cust-{i}"),
-                    "plan_code": "bench", "external_id": format!("sub-{i}")}});
-                post(&client, &format!("{url}/api/v1/subscriptions"), subscription).await?;
-                let events: Vec<_> = (0..events_each)
-                    .map(|e| {
-                        json!({"transaction_id": format!("tx-{i}-{e}"), "external_subscription_id": format!("sub-{i}"),
-                        "code": if e % 2 == 0 { "calls" } else { "gb" },
-                        "properties": {"gb": e + 1, "region": if e % 3 == 0 { "eu" } else { "us" }}})
-                    })
-                    .collect();
-                post(&client, &format!("{url}/api/v1/events/batch"), json!({"events": events})).await?;
+                work(i).await?;
             }
         }));
     }
@@ -84,6 +91,39 @@ async fn populate(url: &str, subscriptions: usize, events_each: usize, connectio
         task.await??;
     }
     Ok(())
+}
+
+/// The subscriptions, then their events. (Not at once: every subscription change moves the
+/// organization's catalog epoch, which each event batch is checked against, so a flood of
+/// sign-ups starves concurrent ingestion; see the notes of issue 8.)
+async fn populate(url: &str, subscriptions: usize, events_each: usize, connections: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
+    setup_catalog(&client, url).await?;
+    let (c, u) = (client.clone(), url.to_owned());
+    concurrently(subscriptions, connections, move |i| {
+        let (client, url) = (c.clone(), u.clone());
+        async move {
+            let subscription = json!({"subscription": {"external_customer_id": format!("cust-{i}"),
+                "plan_code": "bench", "external_id": format!("sub-{i}")}});
+            post(&client, &format!("{url}/api/v1/subscriptions"), subscription).await.map(|_| ())
+        }
+    })
+    .await?;
+    let (c, u) = (client.clone(), url.to_owned());
+    concurrently(subscriptions, connections, move |i| {
+        let (client, url) = (c.clone(), u.clone());
+        async move {
+            let events: Vec<_> = (0..events_each)
+                .map(|e| {
+                    json!({"transaction_id": format!("tx-{i}-{e}"), "external_subscription_id": format!("sub-{i}"),
+                    "code": if e % 2 == 0 { "calls" } else { "gb" },
+                    "properties": {"gb": e + 1, "region": if e % 3 == 0 { "eu" } else { "us" }}})
+                })
+                .collect();
+            post(&client, &format!("{url}/api/v1/events/batch"), json!({"events": events})).await.map(|_| ())
+        }
+    })
+    .await
 }
 
 pub async fn run(binary: &PathBuf, args: &CloseArgs) -> anyhow::Result<()> {
@@ -110,20 +150,25 @@ pub async fn run(binary: &PathBuf, args: &CloseArgs) -> anyhow::Result<()> {
             args.events_per_subscription,
             started.elapsed().as_secs_f64()
         );
-        let (idle, _) = bill(binary, temp.path(), &mid_period)?;
-        let (close, summary) = bill(binary, temp.path(), &period_end)?;
-        if issued(&summary) != Some(n) {
-            bail!("expected {n} invoices: {summary}");
+        let idle = bill(binary, temp.path(), &mid_period)?;
+        let close = bill(binary, temp.path(), &period_end)?;
+        if issued(&close.summary) != Some(n) {
+            bail!("expected {n} invoices: {}", close.summary);
         }
-        let (again, summary) = bill(binary, temp.path(), &period_end)?;
-        if issued(&summary) != Some(0) {
-            bail!("a second close issued invoices: {summary}");
+        let again = bill(binary, temp.path(), &period_end)?;
+        if issued(&again.summary) != Some(0) {
+            bail!("a second close issued invoices: {}", again.summary);
         }
+        // The close itself, then the whole `tally bill` process (which opens the store first).
         println!(
-            "| {n} | {close:.2} s | {:.0} | {:.0} ms | {:.0} ms |",
-            n as f64 / close,
-            idle * 1000.0,
-            again * 1000.0
+            "| {n} | {:.2} s ({:.2} s process) | {:.0} | {:.1} ms ({:.0} ms process) | {:.1} ms ({:.0} ms process) |",
+            close.close_ms / 1000.0,
+            close.process_s,
+            n as f64 / (close.close_ms / 1000.0),
+            idle.close_ms,
+            idle.process_s * 1000.0,
+            again.close_ms,
+            again.process_s * 1000.0
         );
     }
     Ok(())

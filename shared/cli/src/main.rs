@@ -315,11 +315,15 @@ async fn serve(addr: SocketAddr, storage: &Storage, close_every: u64, keep_previ
 
 async fn bill(at: Option<DateTime<Utc>>, storage: &Storage) -> anyhow::Result<()> {
     let at = at.unwrap_or_else(Utc::now);
+    let opening = std::time::Instant::now();
     let tally = open(storage, Arc::new(FixedClock::new(at))).await?;
+    let opened = opening.elapsed();
     // The close needs the organizations, not a key: never create or print one here.
     organizations::bootstrap(&tally, ORGANIZATION_NAME, None).await?;
     eprintln!("closing periods as of {at}…");
+    let closing = std::time::Instant::now();
     let report = period_close::run_all(&tally, at).await?;
+    eprintln!("closed in {} µs (store opened in {} µs)", closing.elapsed().as_micros(), opened.as_micros());
     println!(
         "activated {} subscription(s), terminated {}, issued {} invoice(s), finalized {} draft(s)",
         report.subscriptions_activated,

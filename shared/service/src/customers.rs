@@ -173,6 +173,15 @@ pub async fn list(tally: &Tally, org: &Org) -> ServiceResult<Vec<CustomerRecord>
     Ok(tally.load_all::<CustomerRecord>(keys::customers(&org.id)).await?.into_iter().map(|(c, _)| c).collect())
 }
 
+/// `GET /customers`: one page, read from the store page by page.
+pub async fn list_page(
+    tally: &Tally,
+    org: &Org,
+    request: crate::PageRequest,
+) -> ServiceResult<crate::Paged<CustomerRecord>> {
+    tally.page_of(keys::customers(&org.id), false, request, None).await
+}
+
 /// Deletes a customer; as Lago does, its active subscriptions are terminated first (with their
 /// final invoices).
 pub async fn delete(tally: &Tally, org: &Org, external_id: &str) -> ServiceResult<CustomerRecord> {

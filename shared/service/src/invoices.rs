@@ -3,7 +3,7 @@
 
 use crate::records::{CustomerRecord, FeeRecord, InvoiceRecord, InvoiceStatus, SubscriptionHistory};
 use crate::retry::Retry;
-use crate::{keys, put, Org, ServiceError, ServiceResult, Tally};
+use crate::{keys, put, Org, PageRequest, Paged, Pager, ServiceError, ServiceResult, Tally};
 use chrono::NaiveDate;
 use tally_store::{Condition, StoreError};
 
@@ -15,19 +15,48 @@ pub struct InvoiceFilter {
     pub issuing_date_to: Option<NaiveDate>,
 }
 
-/// Invoices, newest first.
+impl InvoiceFilter {
+    fn matches(&self, i: &InvoiceRecord) -> bool {
+        self.external_customer_id.as_ref().is_none_or(|c| c == &i.external_customer_id)
+            && self.status.as_ref().is_none_or(|s| s == i.status.as_str())
+            && self.issuing_date_from.is_none_or(|d| i.issuing_date >= d)
+            && self.issuing_date_to.is_none_or(|d| i.issuing_date <= d)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.external_customer_id.is_none()
+            && self.status.is_none()
+            && self.issuing_date_from.is_none()
+            && self.issuing_date_to.is_none()
+    }
+}
+
+/// Invoices, newest first (every one: for internal use and tests; the API pages).
 pub async fn list(tally: &Tally, org: &Org, filter: &InvoiceFilter) -> ServiceResult<Vec<InvoiceRecord>> {
-    let all = tally.load_all::<InvoiceRecord>(keys::invoices(&org.id)).await?;
-    let mut invoices: Vec<InvoiceRecord> = all
-        .into_iter()
-        .map(|(i, _)| i)
-        .filter(|i| filter.external_customer_id.as_ref().is_none_or(|c| c == &i.external_customer_id))
-        .filter(|i| filter.status.as_ref().is_none_or(|s| s == i.status.as_str()))
-        .filter(|i| filter.issuing_date_from.is_none_or(|d| i.issuing_date >= d))
-        .filter(|i| filter.issuing_date_to.is_none_or(|d| i.issuing_date <= d))
-        .collect();
-    invoices.reverse();
+    let mut invoices = Vec::new();
+    tally
+        .scan(keys::invoices(&org.id), true, |item| {
+            let invoice: InvoiceRecord = crate::records::decode(&item.value)?;
+            if filter.matches(&invoice) {
+                invoices.push(invoice);
+            }
+            Ok(())
+        })
+        .await?;
     Ok(invoices)
+}
+
+/// `GET /invoices`: one page, newest first, read from the store page by page.
+pub async fn list_page(
+    tally: &Tally,
+    org: &Org,
+    filter: &InvoiceFilter,
+    request: PageRequest,
+) -> ServiceResult<Paged<InvoiceRecord>> {
+    let keep = |i: &InvoiceRecord| filter.matches(i);
+    let keep: Option<&(dyn Fn(&InvoiceRecord) -> bool + Send + Sync)> =
+        if filter.is_empty() { None } else { Some(&keep) };
+    tally.page_of(keys::invoices(&org.id), true, request, keep).await
 }
 
 pub async fn get(tally: &Tally, org: &Org, lago_id: &str) -> ServiceResult<InvoiceRecord> {
@@ -130,23 +159,31 @@ pub struct FeeFilter {
     pub fee_type: Option<String>,
 }
 
-pub async fn list_fees(tally: &Tally, org: &Org, filter: &FeeFilter) -> ServiceResult<Vec<InvoicedFee>> {
-    let invoices = list(
-        tally,
-        org,
-        &InvoiceFilter { external_customer_id: filter.external_customer_id.clone(), ..Default::default() },
-    )
-    .await?;
-    Ok(invoices
-        .into_iter()
-        .filter(|i| filter.external_subscription_id.as_ref().is_none_or(|s| s == &i.subscription.external_id))
-        .flat_map(|invoice| {
-            invoice
-                .fees
-                .clone()
-                .into_iter()
-                .filter(|f| filter.fee_type.as_ref().is_none_or(|t| t == &f.fee_type))
-                .map(move |fee| InvoicedFee { fee, invoice: invoice.clone() })
+/// `GET /fees`: one page of fees, newest invoice first, read from the store page by page.
+pub async fn list_fees(
+    tally: &Tally,
+    org: &Org,
+    filter: &FeeFilter,
+    request: PageRequest,
+) -> ServiceResult<Paged<InvoicedFee>> {
+    let mut pager = Pager::new(request);
+    tally
+        .scan(keys::invoices(&org.id), true, |item| {
+            let invoice: InvoiceRecord = crate::records::decode(&item.value)?;
+            if filter.external_customer_id.as_ref().is_some_and(|c| c != &invoice.external_customer_id)
+                || filter.external_subscription_id.as_ref().is_some_and(|s| s != &invoice.subscription.external_id)
+            {
+                return Ok(());
+            }
+            for fee in invoice.fees.iter().filter(|f| filter.fee_type.as_ref().is_none_or(|t| t == &f.fee_type)) {
+                if pager.wants() {
+                    pager.offer(InvoicedFee { fee: fee.clone(), invoice: invoice.clone() });
+                } else {
+                    pager.skip();
+                }
+            }
+            Ok(())
         })
-        .collect())
+        .await?;
+    Ok(pager.finish())
 }

@@ -4,6 +4,7 @@
 //! catalog operations; the HTTP layer only translates requests to these calls and results to
 //! Lago's JSON.
 
+pub mod audit;
 pub mod billable_metrics;
 pub mod clock;
 pub mod customers;
@@ -120,6 +121,97 @@ impl Tally {
                 Some(next) => query.after = Some(next),
                 None => return Ok(out),
             }
+        }
+    }
+}
+
+impl Tally {
+    /// Visits a partition's items in sort-key order (reversed when `descending`), reading the
+    /// store one page at a time: memory holds one store page, never the partition.
+    pub(crate) async fn scan(
+        &self,
+        pk: String,
+        descending: bool,
+        mut visit: impl FnMut(&Item) -> ServiceResult<()>,
+    ) -> ServiceResult<()> {
+        let mut query = Query { descending, ..Query::partition(pk) };
+        loop {
+            let page = self.store.query(&query).await?;
+            for item in &page.items {
+                visit(item)?;
+            }
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// One page of a partition's records in sort-key order (newest first when `descending`
+    /// and the keys are time-ordered), keeping those `keep` accepts. Records outside the page
+    /// are counted, decoded only when a filter must look at them.
+    pub(crate) async fn page_of<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        descending: bool,
+        request: PageRequest,
+        keep: Option<&(dyn Fn(&T) -> bool + Send + Sync)>,
+    ) -> ServiceResult<Paged<T>> {
+        let mut pager = Pager::new(request);
+        self.scan(pk, descending, |item| {
+            match keep {
+                None if pager.wants() => pager.offer(records::decode(&item.value)?),
+                None => pager.skip(),
+                Some(keep) => {
+                    let record: T = records::decode(&item.value)?;
+                    if keep(&record) {
+                        pager.offer(record);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(pager.finish())
+    }
+}
+
+/// Builds one page of a list streamed in order: keeps the page's items, counts the rest.
+pub(crate) struct Pager<T> {
+    first: usize,
+    request: PageRequest,
+    seen: usize,
+    items: Vec<T>,
+}
+
+impl<T> Pager<T> {
+    pub(crate) fn new(request: PageRequest) -> Self {
+        let request = PageRequest { page: request.page.max(1), per_page: request.per_page.max(1) };
+        Self { first: (request.page - 1).saturating_mul(request.per_page), request, seen: 0, items: Vec::new() }
+    }
+
+    /// Whether the next item offered falls in the page.
+    pub(crate) fn wants(&self) -> bool {
+        self.seen >= self.first && self.items.len() < self.request.per_page
+    }
+
+    pub(crate) fn offer(&mut self, item: T) {
+        if self.wants() {
+            self.items.push(item);
+        }
+        self.seen += 1;
+    }
+
+    pub(crate) fn skip(&mut self) {
+        self.seen += 1;
+    }
+
+    pub(crate) fn finish(self) -> Paged<T> {
+        Paged {
+            items: self.items,
+            current_page: self.request.page,
+            total_pages: self.seen.div_ceil(self.request.per_page),
+            total_count: self.seen,
         }
     }
 }

@@ -94,7 +94,12 @@ async fn close_shards(tally: &Tally, now: DateTime<Utc>, only: Option<String>) -
             });
         }
         match running.join_next().await {
-            Some(Ok(shard)) => report.add(shard?),
+            Some(Ok(Ok(shard))) => report.add(shard),
+            // The shard's store could not be read: the others go on, the next run retries it.
+            Some(Ok(Err(e))) => {
+                tracing::error!("cannot close a shard: {e}");
+                report.failures.push(CloseFailure { external_subscription_id: String::new(), reason: e.to_string() });
+            }
             Some(Err(e)) => return Err(ServiceError::Unavailable(format!("close task failed: {e}"))),
             None => return Ok(report),
         }
@@ -162,25 +167,21 @@ pub async fn close_page(
         }
         let org = match orgs.get(&entry.organization_id) {
             Some(org) => org.clone(),
-            None => {
-                let org = crate::organizations::get(tally, &entry.organization_id).await?;
-                orgs.insert(org.id.clone(), org.clone());
-                org
-            }
+            None => match crate::organizations::get(tally, &entry.organization_id).await {
+                Ok(org) => {
+                    orgs.insert(org.id.clone(), org.clone());
+                    org
+                }
+                Err(e) => {
+                    let reason = format!("organization {}: {e}", entry.organization_id);
+                    result.report.failures.push(CloseFailure { external_subscription_id: String::new(), reason });
+                    continue;
+                }
+            },
         };
         let mut report = CloseReport::default();
-        match process(tally, &org, &entry, now, &mut report).await {
-            Ok(next) => {
-                // The next entry is written before this one goes, so no instant is ever unindexed.
-                // The next entry and this one's removal commit together: no instant is ever unindexed.
-                if next.as_ref().is_none_or(|next| next.key() != item.key) {
-                    let mut writes = vec![Write::Delete { key: item.key.clone(), condition: Condition::None }];
-                    if let Some(next) = &next {
-                        writes.push(due_index::put_entry(next)?);
-                    }
-                    tally.store.transact(writes).await?;
-                }
-            }
+        match process_and_replace(tally, &org, &entry, &item.key, now, &mut report).await {
+            Ok(()) => {}
             Err(e) => {
                 let what = match &entry.due {
                     Due::Subscription { external_id } => external_id.clone(),
@@ -194,6 +195,27 @@ pub async fn close_page(
     }
     result.next = page.next.and(last);
     Ok(result)
+}
+
+/// Processes an entry, then replaces it with the next one: both commit together, so no
+/// instant is ever unindexed. Any failure leaves the entry for the next run.
+async fn process_and_replace(
+    tally: &Tally,
+    org: &Org,
+    entry: &DueEntry,
+    key: &tally_store::Key,
+    now: DateTime<Utc>,
+    report: &mut CloseReport,
+) -> ServiceResult<()> {
+    let next = process(tally, org, entry, now, report).await?;
+    if next.as_ref().is_none_or(|next| &next.key() != key) {
+        let mut writes = vec![Write::Delete { key: key.clone(), condition: Condition::None }];
+        if let Some(next) = &next {
+            writes.push(due_index::put_entry(next)?);
+        }
+        tally.store.transact(writes).await?;
+    }
+    Ok(())
 }
 
 /// Does what an entry stands for as of `now`, and returns the entry to replace it with.

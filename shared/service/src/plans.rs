@@ -306,6 +306,15 @@ pub async fn list(tally: &Tally, org: &Org) -> ServiceResult<Vec<PlanRecord>> {
     Ok(tally.load_all::<PlanRecord>(keys::plans(&org.id)).await?.into_iter().map(|(p, _)| p).collect())
 }
 
+/// `GET /plans`: one page, read from the store page by page.
+pub async fn list_page(
+    tally: &Tally,
+    org: &Org,
+    request: crate::PageRequest,
+) -> ServiceResult<crate::Paged<PlanRecord>> {
+    tally.page_of(keys::plans(&org.id), false, request, None).await
+}
+
 /// Subscriptions (any status) on a plan.
 pub(crate) async fn subscriptions_on(tally: &Tally, org: &Org, plan_code: &str) -> ServiceResult<Vec<String>> {
     let histories = tally.load_all::<SubscriptionHistory>(keys::subscriptions(&org.id)).await?;

@@ -366,16 +366,43 @@ pub struct SubscriptionFilter {
     pub statuses: Vec<String>,
 }
 
-pub async fn list(tally: &Tally, org: &Org, filter: &SubscriptionFilter) -> ServiceResult<Vec<SubscriptionRecord>> {
-    let histories = tally.load_all::<SubscriptionHistory>(keys::subscriptions(&org.id)).await?;
+/// `GET /subscriptions`: one page, newest first. Histories are read from the store page by
+/// page; only the newest `page × per_page` matches are held while reading.
+pub async fn list(
+    tally: &Tally,
+    org: &Org,
+    filter: &SubscriptionFilter,
+    request: crate::PageRequest,
+) -> ServiceResult<crate::Paged<SubscriptionRecord>> {
     let statuses = if filter.statuses.is_empty() { vec!["active".to_owned()] } else { filter.statuses.clone() };
-    let mut all: Vec<SubscriptionRecord> = histories
-        .into_iter()
-        .flat_map(|(h, _)| h.versions)
-        .filter(|s| statuses.iter().any(|st| st == s.status.as_str()))
-        .filter(|s| filter.external_customer_id.as_ref().is_none_or(|c| c == &s.external_customer_id))
-        .filter(|s| filter.plan_code.as_ref().is_none_or(|p| p == &s.plan_code))
-        .collect();
-    all.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-    Ok(all)
+    let per_page = request.per_page.max(1);
+    let needed = request.page.max(1).saturating_mul(per_page);
+    let newest_first = |all: &mut Vec<SubscriptionRecord>| all.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+    let (mut newest, mut total) = (Vec::new(), 0usize);
+    tally
+        .scan(keys::subscriptions(&org.id), false, |item| {
+            let history: SubscriptionHistory = crate::records::decode(&item.value)?;
+            for s in history.versions.into_iter().filter(|s| {
+                statuses.iter().any(|st| st == s.status.as_str())
+                    && filter.external_customer_id.as_ref().is_none_or(|c| c == &s.external_customer_id)
+                    && filter.plan_code.as_ref().is_none_or(|p| p == &s.plan_code)
+            }) {
+                total += 1;
+                newest.push(s);
+            }
+            if newest.len() > needed.saturating_mul(2).max(1024) {
+                newest_first(&mut newest);
+                newest.truncate(needed);
+            }
+            Ok(())
+        })
+        .await?;
+    newest_first(&mut newest);
+    let items = newest.into_iter().skip(needed - per_page).take(per_page).collect();
+    Ok(crate::Paged {
+        items,
+        current_page: request.page.max(1),
+        total_pages: total.div_ceil(per_page),
+        total_count: total,
+    })
 }

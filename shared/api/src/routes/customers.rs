@@ -32,9 +32,9 @@ async fn upsert(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiR
 }
 
 async fn index(State(s): State<AppState>, Auth(org): Auth, Query(paging): Query<Paging>) -> ApiResult<Json<Value>> {
-    let all = customers::list(&s.tally, &org).await?;
+    let page = customers::list_page(&s.tally, &org, paging.request()).await?;
     let taxes = taxes::list(&s.tally, &org).await?;
-    Ok(Json(views::list("customers", Paged::of(all, paging.request()), |c| views::customer(c, &org, &taxes))))
+    Ok(Json(views::list("customers", page, |c| views::customer(c, &org, &taxes))))
 }
 
 async fn show(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -176,9 +176,9 @@ async fn customer_invoices(
 ) -> ApiResult<Json<Value>> {
     customers::get(&s.tally, &org, &id).await?;
     let filter = InvoiceFilter { external_customer_id: Some(id), ..Default::default() };
-    let all = invoices::list(&s.tally, &org, &filter).await?;
-    let renderer = super::invoices::InvoiceRenderer::load(&s.tally, &org).await?;
-    Ok(Json(views::list("invoices", Paged::of(all, paging.request()), |i| renderer.render(i, false))))
+    let page = invoices::list_page(&s.tally, &org, &filter, paging.request()).await?;
+    let renderer = super::invoices::InvoiceRenderer::load(&s.tally, &org, &page.items).await?;
+    Ok(Json(views::list("invoices", page, |i| renderer.render(i, false))))
 }
 
 async fn customer_subscriptions(
@@ -189,9 +189,9 @@ async fn customer_subscriptions(
 ) -> ApiResult<Json<Value>> {
     customers::get(&s.tally, &org, &id).await?;
     let filter = SubscriptionFilter { external_customer_id: Some(id), ..Default::default() };
-    let all = subscriptions::list(&s.tally, &org, &filter).await?;
+    let page = subscriptions::list(&s.tally, &org, &filter, paging.request()).await?;
     let plans = plans::list(&s.tally, &org).await?;
-    Ok(Json(views::list("subscriptions", Paged::of(all, paging.request()), |sub| {
+    Ok(Json(views::list("subscriptions", page, |sub| {
         views::subscription(sub, plans.iter().find(|p| p.code == sub.plan_code))
     })))
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use tally_service::invoices::{self, FeeFilter, InvoiceFilter};
 use tally_service::records::{CustomerRecord, InvoiceRecord};
-use tally_service::{customers, taxes, Org, Paged, Tally};
+use tally_service::{customers, taxes, Org, Tally};
 
 /// Invoice views with their customers embedded, as Lago renders them.
 pub(crate) struct InvoiceRenderer {
@@ -18,8 +18,21 @@ pub(crate) struct InvoiceRenderer {
 }
 
 impl InvoiceRenderer {
-    pub(crate) async fn load(tally: &Tally, org: &Org) -> ApiResult<Self> {
-        let customers = customers::list(tally, org).await?.into_iter().map(|c| (c.external_id.clone(), c)).collect();
+    /// With the customers of `invoices` (one read each, whatever the number of customers).
+    pub(crate) async fn load(tally: &Tally, org: &Org, invoices: &[InvoiceRecord]) -> ApiResult<Self> {
+        let mut customers = HashMap::new();
+        for invoice in invoices {
+            if !customers.contains_key(&invoice.external_customer_id) {
+                match customers::get(tally, org, &invoice.external_customer_id).await {
+                    Ok(customer) => {
+                        customers.insert(invoice.external_customer_id.clone(), customer);
+                    }
+                    // Rendered with its ids only (below).
+                    Err(tally_service::ServiceError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         Ok(Self { org: org.clone(), customers, taxes: taxes::list(tally, org).await? })
     }
 
@@ -50,26 +63,26 @@ async fn index(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQ
         issuing_date_from: query.get("issuing_date_from").and_then(|d| d.parse().ok()),
         issuing_date_to: query.get("issuing_date_to").and_then(|d| d.parse().ok()),
     };
-    let all = invoices::list(&s.tally, &org, &filter).await?;
-    let renderer = InvoiceRenderer::load(&s.tally, &org).await?;
-    Ok(Json(views::list("invoices", Paged::of(all, query.paging().request()), |i| renderer.render(i, true))))
+    let page = invoices::list_page(&s.tally, &org, &filter, query.paging().request()).await?;
+    let renderer = InvoiceRenderer::load(&s.tally, &org, &page.items).await?;
+    Ok(Json(views::list("invoices", page, |i| renderer.render(i, true))))
 }
 
 async fn show(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let invoice = invoices::get(&s.tally, &org, &id).await?;
-    let renderer = InvoiceRenderer::load(&s.tally, &org).await?;
+    let renderer = InvoiceRenderer::load(&s.tally, &org, std::slice::from_ref(&invoice)).await?;
     Ok(Json(json!({"invoice": renderer.render(&invoice, true)})))
 }
 
 async fn finalize(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let invoice = invoices::finalize(&s.tally, &org, &id).await?;
-    let renderer = InvoiceRenderer::load(&s.tally, &org).await?;
+    let renderer = InvoiceRenderer::load(&s.tally, &org, std::slice::from_ref(&invoice)).await?;
     Ok(Json(json!({"invoice": renderer.render(&invoice, true)})))
 }
 
 async fn refresh(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let invoice = invoices::refresh(&s.tally, &org, &id).await?;
-    let renderer = InvoiceRenderer::load(&s.tally, &org).await?;
+    let renderer = InvoiceRenderer::load(&s.tally, &org, std::slice::from_ref(&invoice)).await?;
     Ok(Json(json!({"invoice": renderer.render(&invoice, true)})))
 }
 
@@ -80,8 +93,8 @@ async fn fees(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQu
         external_subscription_id: query.get("external_subscription_id"),
         fee_type: query.get("fee_type"),
     };
-    let all = invoices::list_fees(&s.tally, &org, &filter).await?;
-    Ok(Json(views::list("fees", Paged::of(all, query.paging().request()), |f| views::fee(&f.fee, &f.invoice))))
+    let page = invoices::list_fees(&s.tally, &org, &filter, query.paging().request()).await?;
+    Ok(Json(views::list("fees", page, |f| views::fee(&f.fee, &f.invoice))))
 }
 
 async fn fee(State(s): State<AppState>, Auth(org): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {

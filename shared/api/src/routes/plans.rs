@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tally_service::records::TaxRecord;
-use tally_service::{plans, taxes, Org, Paged, Tally};
+use tally_service::{plans, taxes, Org, Tally};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/plans", get(index).post(create)).route("/plans/{code}", get(show).put(update).delete(destroy))
@@ -23,9 +23,9 @@ async fn create(State(s): State<AppState>, Auth(org): Auth, body: Bytes) -> ApiR
 }
 
 async fn index(State(s): State<AppState>, Auth(org): Auth, Query(paging): Query<Paging>) -> ApiResult<Json<Value>> {
-    let all = plans::list(&s.tally, &org).await?;
+    let page = plans::list_page(&s.tally, &org, paging.request()).await?;
     let taxes = all_taxes(&s.tally, &org).await?;
-    Ok(Json(views::list("plans", Paged::of(all, paging.request()), |p| views::plan(p, &taxes))))
+    Ok(Json(views::list("plans", page, |p| views::plan(p, &taxes))))
 }
 
 async fn show(State(s): State<AppState>, Auth(org): Auth, Path(code): Path<String>) -> ApiResult<Json<Value>> {

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tally_service::records::SubscriptionRecord;
 use tally_service::subscriptions::{self, SubscriptionFilter};
-use tally_service::{plans, Org, Paged, Tally};
+use tally_service::{plans, Org, Tally};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -34,9 +34,9 @@ async fn index(State(s): State<AppState>, Auth(org): Auth, RawQuery(query): RawQ
         statuses: query.all("status"),
     };
     let paging = query.paging();
-    let all = subscriptions::list(&s.tally, &org, &filter).await?;
+    let page = subscriptions::list(&s.tally, &org, &filter, paging.request()).await?;
     let plans = plans::list(&s.tally, &org).await?;
-    Ok(Json(views::list("subscriptions", Paged::of(all, paging.request()), |sub| {
+    Ok(Json(views::list("subscriptions", page, |sub| {
         views::subscription(sub, plans.iter().find(|p| p.code == sub.plan_code))
     })))
 }
