@@ -93,9 +93,7 @@ where
     Ok(())
 }
 
-/// The subscriptions, then their events. (Not at once: every subscription change moves the
-/// organization's catalog epoch, which each event batch is checked against, so a flood of
-/// sign-ups starves concurrent ingestion; see the notes of issue 8.)
+/// The subscriptions, then their events.
 async fn populate(url: &str, subscriptions: usize, events_each: usize, connections: usize) -> anyhow::Result<()> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
     setup_catalog(&client, url).await?;

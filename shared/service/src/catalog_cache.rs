@@ -1,12 +1,14 @@
 //! In-memory copies of what ingestion reads for every event: subscription histories and
-//! compiled plans, each tagged with the *catalog epoch* it was read under.
+//! compiled plans.
 //!
-//! The epoch is one item per organization whose version every change to subscriptions, plans
-//! or metrics bumps, in the same transaction as the change. Ingestion guards its write with a
-//! single check that the epoch is unchanged, and only uses cached entries read under the epoch
-//! it guards with. So a change made anywhere (another request, `tally bill` in another process)
-//! fails the write instead of letting a stale copy attribute an event; the batch is then
-//! attributed again from fresh reads. One guard per batch, whatever the number of subscriptions.
+//! Plans and metrics are tagged with the *catalog epoch* they were read under: one item per
+//! organization whose version every change to plans or metrics bumps, in the same transaction
+//! as the change. Subscription histories keep the version of their own item. Ingestion guards
+//! its write with a check that the epoch is unchanged and one check per subscription history it
+//! attributed with (at that version, or still absent). So a change made anywhere (another
+//! request, `tally bill` in another process) fails the write instead of letting a stale copy
+//! attribute an event, and the batch is attributed again from fresh reads; while a change to
+//! one subscription conflicts only with batches for that subscription.
 
 use crate::records::{CompiledPlan, SubscriptionHistory};
 use std::collections::HashMap;
@@ -20,11 +22,14 @@ type OrgKey = (String, String);
 /// A catalog epoch: the epoch item's version, `None` while it was never written.
 pub(crate) type Epoch = Option<u64>;
 
+/// A subscription history and the version of its item (`None`: no item).
+pub(crate) type CachedHistory = (Arc<SubscriptionHistory>, Option<u64>);
+
 #[derive(Default)]
 pub(crate) struct CatalogCache {
     epochs: Mutex<HashMap<String, Epoch>>,
     plans: Mutex<HashMap<OrgKey, (Arc<CompiledPlan>, Epoch)>>,
-    subscriptions: Mutex<HashMap<OrgKey, (Arc<SubscriptionHistory>, Epoch)>>,
+    subscriptions: Mutex<HashMap<OrgKey, CachedHistory>>,
 }
 
 fn bounded_insert<V>(map: &mut HashMap<OrgKey, V>, key: OrgKey, value: V) {
@@ -70,21 +75,15 @@ impl CatalogCache {
         }
     }
 
-    pub(crate) fn subscription(&self, org: &str, external_id: &str, epoch: Epoch) -> Option<Arc<SubscriptionHistory>> {
+    /// A cached history with the version of its item (`None`: it did not exist).
+    pub(crate) fn subscription(&self, org: &str, external_id: &str) -> Option<CachedHistory> {
         let subs = self.subscriptions.lock().ok()?;
-        let (history, tag) = subs.get(&(org.to_owned(), external_id.to_owned()))?;
-        (*tag == epoch).then(|| history.clone())
+        subs.get(&(org.to_owned(), external_id.to_owned())).cloned()
     }
 
-    pub(crate) fn put_subscription(
-        &self,
-        org: &str,
-        external_id: &str,
-        history: Arc<SubscriptionHistory>,
-        epoch: Epoch,
-    ) {
+    pub(crate) fn put_subscription(&self, org: &str, external_id: &str, history: CachedHistory) {
         if let Ok(mut subs) = self.subscriptions.lock() {
-            bounded_insert(&mut subs, (org.to_owned(), external_id.to_owned()), (history, epoch));
+            bounded_insert(&mut subs, (org.to_owned(), external_id.to_owned()), history);
         }
     }
 }

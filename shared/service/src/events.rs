@@ -139,10 +139,12 @@ pub fn validate(input: EventInput, now: DateTime<Utc>) -> Result<EventRecord, Va
     }
 }
 
-/// What ingestion reads to attribute a batch, all under one catalog epoch that guards the write.
+/// What ingestion reads to attribute a batch: plans under one catalog epoch, histories at their
+/// versions; both guard the write.
 struct Reads {
     epoch: Epoch,
-    subscriptions: HashMap<String, Arc<SubscriptionHistory>>,
+    /// Each history with the version of its item, which the write is checked against.
+    subscriptions: HashMap<String, (Arc<SubscriptionHistory>, Option<u64>)>,
     plans: HashMap<String, Option<Arc<CompiledPlan>>>,
 }
 
@@ -159,19 +161,21 @@ impl Reads {
         org: &Org,
         external_id: &str,
     ) -> ServiceResult<Arc<SubscriptionHistory>> {
-        if let Some(history) = self.subscriptions.get(external_id) {
+        if let Some((history, _)) = self.subscriptions.get(external_id) {
             return Ok(history.clone());
         }
-        let history = match tally.cache.subscription(&org.id, external_id, self.epoch) {
+        let cached = match tally.cache.subscription(&org.id, external_id) {
             Some(hit) => hit,
             None => {
                 let loaded = tally.load::<SubscriptionHistory>(&keys::subscription(&org.id, external_id)).await?;
-                let history = Arc::new(loaded.map(|(h, _)| h).unwrap_or_default());
-                tally.cache.put_subscription(&org.id, external_id, history.clone(), self.epoch);
-                history
+                let version = loaded.as_ref().map(|(_, v)| *v);
+                let cached = (Arc::new(loaded.map(|(h, _)| h).unwrap_or_default()), version);
+                tally.cache.put_subscription(&org.id, external_id, cached.clone());
+                cached
             }
         };
-        self.subscriptions.insert(external_id.to_owned(), history.clone());
+        let history = cached.0.clone();
+        self.subscriptions.insert(external_id.to_owned(), cached);
         Ok(history)
     }
 
@@ -184,9 +188,18 @@ impl Reads {
         Ok(entry)
     }
 
-    /// The one check the batch commits under: the catalog is as it was read.
-    fn guard(&self, org: &Org) -> Write {
-        Write::Check { key: keys::catalog_epoch(&org.id), condition: unchanged(self.epoch) }
+    /// The checks the batch commits under: plans and metrics are as they were read, and so is
+    /// every subscription history it attributed with (a subscription created meanwhile, for
+    /// an event parked as uncovered, fails its check too).
+    fn guards(&self, org: &Org) -> Vec<Write> {
+        let mut guards = vec![Write::Check { key: keys::catalog_epoch(&org.id), condition: unchanged(self.epoch) }];
+        let mut read: Vec<_> = self.subscriptions.iter().collect();
+        read.sort_by(|a, b| a.0.cmp(b.0));
+        guards.extend(read.into_iter().map(|(external_id, (_, version))| Write::Check {
+            key: keys::subscription(&org.id, external_id),
+            condition: unchanged(*version),
+        }));
+        guards
     }
 }
 
@@ -282,7 +295,8 @@ impl From<ServiceError> for Refused {
 }
 
 /// Logs valid events and meters (or parks) them, all or nothing: the dedupe records and the
-/// usage merges commit together, under the catalog epoch they were attributed with.
+/// usage merges commit together, under the catalog epoch and history versions they were
+/// attributed with.
 pub(crate) async fn commit(tally: &Tally, org: &Org, records: &mut [EventRecord]) -> Result<(), Refused> {
     let mut invalid = BTreeMap::new();
     let mut retry = Retry::new("the catalog");
@@ -306,7 +320,7 @@ pub(crate) async fn commit(tally: &Tally, org: &Org, records: &mut [EventRecord]
         if !invalid.is_empty() {
             return Err(Refused::Rejected(invalid));
         }
-        let mut guards = vec![reads.guard(org)];
+        let mut guards = reads.guards(org);
         guards.extend(writes);
         let logged = records.iter().map(|e| e.to_logged(&org.id)).collect::<ServiceResult<Vec<_>>>()?;
         let batch = EventBatch { events: logged, usage: deltas.into_merges(), writes: guards };
@@ -369,7 +383,7 @@ pub async fn attribute_pending(tally: &Tally, org: &Org, external_subscription_i
         }
         let metered = removals.len();
         if metered > 0 {
-            let mut writes = vec![reads.guard(org)];
+            let mut writes = reads.guards(org);
             writes.extend(removals);
             let batch = EventBatch { events: vec![], usage: deltas.into_merges(), writes };
             match tally.store.append_events(batch).await {

@@ -3,7 +3,7 @@
 //! | item | pk | sk |
 //! |---|---|---|
 //! | organization | `{org}` | `organization` |
-//! | catalog epoch (bumped by every subscription, plan or metric change) | `{org}` | `catalog_epoch` |
+//! | catalog epoch (bumped by every plan or metric change) | `{org}` | `catalog_epoch` |
 //! | last customer sequential id | `{org}` | `customer_sequence` |
 //! | due index built (see `due_index`) | `{org}` | `due_index` |
 //! | due index (global, sharded) | `due#{shard, 2 digits}` | `{instant ms, 15 digits}#{org}#{s or d}#{id}` |

@@ -227,7 +227,8 @@ pub(crate) fn unchanged(version: Option<u64>) -> Condition {
 }
 
 /// The write that bumps the organization's catalog epoch: part of every transaction that
-/// changes subscriptions, plans or metrics, so ingestion never attributes with stale copies.
+/// changes plans or metrics, so ingestion never attributes with stale copies (subscription
+/// histories are checked by their own versions).
 pub(crate) fn bump_catalog_epoch(org: &str) -> Write {
     Write::Put { key: keys::catalog_epoch(org), value: b"{}".to_vec(), condition: Condition::None }
 }

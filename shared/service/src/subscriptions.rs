@@ -167,7 +167,7 @@ pub async fn create(tally: &Tally, org: &Org, input: SubscriptionInput) -> Servi
             Change::Upgraded { old, .. } => old.terminated_at,
             _ => None,
         };
-        let mut writes = vec![put(key, &history, unchanged(version))?, crate::bump_catalog_epoch(&org.id)];
+        let mut writes = vec![put(key, &history, unchanged(version))?];
         writes.extend(due_index::history_writes(tally, org, &history, &external_id, ended_at).await?);
         match tally.store.transact(writes).await {
             Ok(()) => {}
@@ -232,7 +232,7 @@ pub(crate) async fn activate(tally: &Tally, org: &Org, external_id: &str, lago_i
     }
     let active = history.versions.iter().find(|s| s.lago_id == lago_id).cloned();
     let ended_at = ended.as_ref().and_then(|s| s.terminated_at);
-    let mut writes = vec![put(key, &history, unchanged(Some(version)))?, crate::bump_catalog_epoch(&org.id)];
+    let mut writes = vec![put(key, &history, unchanged(Some(version)))?];
     writes.extend(due_index::history_writes(tally, org, &history, external_id, ended_at).await?);
     match tally.store.transact(writes).await {
         Ok(()) => {}
@@ -280,7 +280,7 @@ pub async fn terminate(
             ended.terminated_at = Some(now);
         }
         replace(&mut history, ended.clone());
-        let mut writes = vec![put(key, &history, unchanged(Some(version)))?, crate::bump_catalog_epoch(&org.id)];
+        let mut writes = vec![put(key, &history, unchanged(Some(version)))?];
         writes.extend(due_index::history_writes(tally, org, &history, external_id, ended.terminated_at).await?);
         match tally.store.transact(writes).await {
             Ok(()) => {}
@@ -333,7 +333,7 @@ pub async fn update(
     }
     errors.into_result(())?;
     replace(&mut history, current.clone());
-    let mut writes = vec![put(key, &history, unchanged(Some(version)))?, crate::bump_catalog_epoch(&org.id)];
+    let mut writes = vec![put(key, &history, unchanged(Some(version)))?];
     writes.extend(due_index::history_writes(tally, org, &history, external_id, None).await?);
     tally.store.transact(writes).await?;
     tally.cache.forget(&org.id);
