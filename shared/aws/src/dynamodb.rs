@@ -357,7 +357,18 @@ impl DynamoStore {
             return Err(StoreError::TooManyWrites(items.len()));
         }
         let units: u64 = items.iter().map(transaction_units).sum();
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        // One token per transaction: when the SDK retries a call whose answer was lost after it
+        // committed, DynamoDB answers the retry as the first success instead of failing its
+        // conditions (idempotent for 10 minutes).
+        let token = format!("{:032x}", rand::random::<u128>());
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(token)
+            .send()
+            .await
+        {
             Ok(_) => {
                 self.write_units.fetch_add(units, Ordering::Relaxed);
                 Ok(Ok(()))
