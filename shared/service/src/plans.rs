@@ -341,7 +341,21 @@ pub async fn update(tally: &Tally, org: &Org, code: &str, mut input: PlanInput) 
     let mut retry = Retry::new("plan");
     let plan = loop {
         let (current, version) = tally.load::<PlanRecord>(&key).await?.ok_or(ServiceError::NotFound("plan"))?;
+        let (charges_monthly, trial) = (current.bill_charges_monthly, current.trial_period.clone());
         let plan = build(tally, org, input.clone(), Some(current)).await?;
+        if plan.bill_charges_monthly != charges_monthly || plan.trial_period != trial {
+            // When its subscriptions are due moves: the close looks at each of them at its next
+            // run, which puts them back at their new instants. Written before the change, so a
+            // crash in between leaves only an early look.
+            let now = tally.now();
+            let entries = subscribed
+                .iter()
+                .map(|id| crate::due_index::put_entry(&crate::due_index::subscription_entry(&org.id, id, now)))
+                .collect::<ServiceResult<Vec<_>>>()?;
+            for chunk in entries.chunks(tally_store::MAX_TRANSACTION_WRITES) {
+                tally.store.transact(chunk.to_vec()).await?;
+            }
+        }
         let writes = vec![put(key.clone(), &plan, Condition::Version(version))?, crate::bump_catalog_epoch(&org.id)];
         match tally.store.transact(writes).await {
             Ok(()) => break plan,

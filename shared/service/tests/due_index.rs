@@ -148,3 +148,33 @@ async fn a_subscription_ending_or_starting_later_is_woken_at_its_instant() {
     let (_, report) = close(&tally, &store, "2024-05-01T00:00:00Z").await;
     assert_eq!(report.invoices_issued, 1, "the April stub of the one that started on the 20th: {report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_change_that_moves_billing_earlier_is_followed() {
+    use tally_service::plans::{self, ChargeInput, PlanInput};
+    let dir = tempfile::tempdir().expect("dir");
+    let (tally, org, store, _) = setup(dir.path(), 0).await;
+    let yearly = |monthly: bool| PlanInput {
+        name: Some("Yearly".into()),
+        code: Some("y".into()),
+        interval: Some("yearly".into()),
+        amount_cents: Some(12000),
+        amount_currency: Some("USD".into()),
+        bill_charges_monthly: Some(monthly),
+        charges: Some(vec![ChargeInput {
+            billable_metric_code: Some("calls".into()),
+            charge_model: Some("standard".into()),
+            properties: Some(serde_json::json!({"amount": "1"})),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    plans::create(&tally, &org, yearly(false)).await.expect("plan");
+    testing::subscribe(&tally, &org, "c", "y", "s", None).await.expect("subscription");
+    // Due at the year's end; then the plan bills its charges monthly: April ends on May 1st.
+    plans::update(&tally, &org, "y", PlanInput { bill_charges_monthly: Some(true), ..Default::default() })
+        .await
+        .expect("update");
+    let (_, report) = close(&tally, &store, "2024-05-01T00:00:00Z").await;
+    assert_eq!((report.invoices_issued, report.failures.len()), (1, 0), "{report:?}");
+}
