@@ -61,6 +61,53 @@ pub struct DynamoStore {
     table: String,
     write_units: std::sync::Arc<AtomicU64>,
     conflicts: std::sync::Arc<AtomicU64>,
+    faults: Option<std::sync::Arc<Faults>>,
+}
+
+/// Faults a test injects into the adapter, as DynamoDB produces them: a throttled call (what
+/// the adapter sees once the SDK's own retries are spent), a transaction cancelled by a
+/// conflict with another one, and a transaction that committed but whose answer was lost.
+/// Seeded, so a failing run replays.
+pub struct Faults {
+    rng: std::sync::Mutex<rand::rngs::StdRng>,
+    percent: u32,
+    pub injected: AtomicU64,
+}
+
+enum Fault {
+    Throttled,
+    Conflict,
+    LostAnswer,
+}
+
+impl Faults {
+    /// `percent` of calls fail, the kind drawn at random.
+    pub fn new(seed: u64, percent: u32) -> Self {
+        use rand::SeedableRng;
+        Self {
+            rng: std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
+            percent,
+            injected: AtomicU64::new(0),
+        }
+    }
+
+    fn draw(&self, transaction: bool) -> Option<Fault> {
+        use rand::Rng;
+        let mut rng = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if rng.random_range(0..100) >= self.percent {
+            return None;
+        }
+        self.injected.fetch_add(1, Ordering::Relaxed);
+        Some(match (transaction, rng.random_range(0..3)) {
+            (false, _) | (true, 0) => Fault::Throttled,
+            (true, 1) => Fault::Conflict,
+            _ => Fault::LostAnswer,
+        })
+    }
+}
+
+fn throttled() -> StoreError {
+    StoreError::Unavailable("ThrottlingException: injected".into())
 }
 
 /// DynamoDB's size of an item: attribute names plus values (numbers counted as their text,
@@ -171,7 +218,18 @@ impl DynamoStore {
             table: table.into(),
             write_units: std::sync::Arc::new(AtomicU64::new(0)),
             conflicts: std::sync::Arc::new(AtomicU64::new(0)),
+            faults: None,
         }
+    }
+
+    /// The same store, failing some calls as `faults` says (tests only).
+    pub fn with_faults(mut self, faults: std::sync::Arc<Faults>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    fn fault(&self, transaction: bool) -> Option<Fault> {
+        self.faults.as_ref().and_then(|f| f.draw(transaction))
     }
 
     /// Batches retried because a usage state moved under them (contention on hot items).
@@ -356,6 +414,18 @@ impl DynamoStore {
         if items.len() > MAX_TRANSACTION_WRITES {
             return Err(StoreError::TooManyWrites(items.len()));
         }
+        match self.fault(true) {
+            None => self.send_now(items).await,
+            Some(Fault::Throttled) => Err(throttled()),
+            Some(Fault::Conflict) => Ok(Err((usize::MAX, "TransactionConflict".into()))),
+            Some(Fault::LostAnswer) => {
+                let _answer_lost = self.send_now(items).await?;
+                Err(StoreError::Unavailable("timed out after the write (injected)".into()))
+            }
+        }
+    }
+
+    async fn send_now(&self, items: Vec<TransactWriteItem>) -> StoreResult<Result<(), (usize, String)>> {
         let units: u64 = items.iter().map(transaction_units).sum();
         // One token per transaction: when the SDK retries a call whose answer was lost after it
         // committed, DynamoDB answers the retry as the first success instead of failing its
@@ -399,6 +469,9 @@ impl DynamoStore {
 #[async_trait]
 impl Store for DynamoStore {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
+        if self.fault(false).is_some() {
+            return Err(throttled());
+        }
         let output = self
             .client
             .get_item()
@@ -412,6 +485,9 @@ impl Store for DynamoStore {
     }
 
     async fn query(&self, query: &Query) -> StoreResult<Page> {
+        if self.fault(false).is_some() {
+            return Err(throttled());
+        }
         let limit = query.limit.clamp(1, MAX_PAGE);
         let mut request = self
             .client

@@ -5,7 +5,7 @@ mod dynamodb;
 mod resources;
 mod sqs;
 
-pub use dynamodb::DynamoStore;
+pub use dynamodb::{DynamoStore, Faults};
 pub use resources::{create_bucket_if_missing, create_event_bus_if_missing, s3_client, ResourceError};
 pub use sqs::{SqsQueue, MAX_RECEIVES};
 

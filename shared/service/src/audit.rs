@@ -196,10 +196,10 @@ fn plan_resent(per_event: &str) -> PlanInput {
     }
 }
 
-/// Runs the workload of one seed on `store` (fresh, empty) and checks it. `Err` says what
-/// differed from the model.
-pub async fn run(seed: u64, store: Arc<dyn Store>, steps: usize) -> Result<Summary, String> {
-    let faulty = Arc::new(FaultyStore::new(store, seed, 4));
+/// Runs the workload of one seed on `store` (fresh, empty), failing `fault_percent` % of the
+/// store's calls, and checks it. `Err` says what differed from the model.
+pub async fn run(seed: u64, store: Arc<dyn Store>, steps: usize, fault_percent: u32) -> Result<Summary, String> {
+    let faulty = Arc::new(FaultyStore::new(store, seed, fault_percent));
     let start: DateTime<Utc> = Utc.with_ymd_and_hms(2024, 4, 1, 0, 0, 0).single().ok_or("start")?;
     let last_instant = Utc.with_ymd_and_hms(2024, 7, 31, 0, 0, 0).single().ok_or("end")?;
     let clock = Arc::new(FixedClock::new(start));
@@ -208,12 +208,33 @@ pub async fn run(seed: u64, store: Arc<dyn Store>, steps: usize) -> Result<Summa
     let mut rng = StdRng::seed_from_u64(seed);
     let fail = |what: &str, e: ServiceError| format!("seed {seed}: {what}: {e}");
 
+    // The catalog, as a client sets it up: retried, and what an earlier attempt created counts
+    // (the store below may fail too, when it injects faults of its own).
     faulty.set_enabled(false);
-    let org: Org = organizations::bootstrap(&tally, "Audit", Some("audit-key".into()))
+    let org: Org = retried(|| organizations::bootstrap(&tally, "Audit", Some("audit-key".into())))
         .await
         .map_err(|e| fail("org", e))?
         .organization;
-    testing::counting_plan(&tally, &org, "calls", "p", 1000, "1").await.map_err(|e| fail("catalog", e))?;
+    let metric = || crate::billable_metrics::MetricInput {
+        name: Some("calls".into()),
+        code: Some("calls".into()),
+        aggregation_type: Some("count_agg".into()),
+        ..Default::default()
+    };
+    if let Err(e) = retried(|| crate::billable_metrics::create(&tally, &org, metric())).await {
+        retried(|| crate::billable_metrics::get(&tally, &org, "calls")).await.map_err(|_| fail("metric", e))?;
+    }
+    let plan = || PlanInput {
+        name: Some("p".into()),
+        code: Some("p".into()),
+        interval: Some("monthly".into()),
+        amount_cents: Some(1000),
+        amount_currency: Some("USD".into()),
+        ..plan_resent("1")
+    };
+    if let Err(e) = retried(|| plans::create(&tally, &org, plan())).await {
+        retried(|| plans::get(&tally, &org, "p")).await.map_err(|_| fail("plan", e))?;
+    }
     faulty.set_enabled(true);
 
     let mut model: HashMap<String, Expected> = HashMap::new();

@@ -341,7 +341,7 @@ pub async fn update(tally: &Tally, org: &Org, code: &str, mut input: PlanInput) 
     let mut retry = Retry::new("plan");
     let plan = loop {
         let (current, version) = tally.load::<PlanRecord>(&key).await?.ok_or(ServiceError::NotFound("plan"))?;
-        let (charges_monthly, trial) = (current.bill_charges_monthly, current.trial_period.clone());
+        let (charges_monthly, trial) = (current.bill_charges_monthly, current.trial_period);
         let plan = build(tally, org, input.clone(), Some(current)).await?;
         if plan.bill_charges_monthly != charges_monthly || plan.trial_period != trial {
             // When its subscriptions are due moves: the close looks at each of them at its next

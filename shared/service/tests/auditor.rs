@@ -24,7 +24,7 @@ async fn the_workload_of_every_seed_matches_the_model() {
     for seed in seeds() {
         let dir = tempfile::tempdir().expect("dir");
         let store = Arc::new(tally_store::SqliteStore::open(dir.path()).expect("store"));
-        match audit::run(seed, store, steps).await {
+        match audit::run(seed, store, steps, 4).await {
             Ok(summary) => println!("seed {seed}: {summary:?}"),
             Err(failure) => {
                 println!("FAILED {failure}");
