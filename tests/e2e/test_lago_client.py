@@ -280,10 +280,13 @@ def test_subscriptions_list_update_and_errors(client, server, catalog):
     assert status_of(
         lambda: client.subscriptions.create(Subscription(external_customer_id="beta", plan_code="missing", external_id="x"))
     ) == 404
-    # events for a subscription that does not exist yet are accepted (and wait for it)
+    # events for a subscription that does not exist yet are accepted (and wait for it); they
+    # count once a subscription starting before them exists (Lago bills from `started_at`)
     client.events.create(Event(transaction_id="w-1", external_subscription_id="future-sub", code="api_calls"))
     server.wait_for_events(1, external_subscription_id="future-sub")
-    client.subscriptions.create(Subscription(external_customer_id="gamma", plan_code="e2e", external_id="future-sub"))
+    client.subscriptions.create(
+        Subscription(external_customer_id="gamma", plan_code="e2e", external_id="future-sub", subscription_at=iso(THIS_MONTH))
+    )
     usage = client.customers.current_usage("gamma", "future-sub")
     assert usage.charges_usage[0].events_count == 1
 

@@ -102,7 +102,9 @@ async fn a_month_of_usage_is_invoiced_exactly_once() {
     assert_eq!(usage["amount_cents"], 1585, "{usage}");
     assert_eq!(usage["taxes_amount_cents"], 317);
     assert_eq!(usage["total_amount_cents"], 1902);
-    assert_eq!(usage["from_datetime"], "2024-04-11T00:00:00Z");
+    // The first period starts at the subscription's start instant, not its midnight (Lago's
+    // Subscriptions::DatesService#charges_from_datetime).
+    assert_eq!(usage["from_datetime"], "2024-04-11T09:00:00Z");
     assert_eq!(usage["to_datetime"], "2024-04-30T23:59:59Z");
     let storage =
         usage["charges_usage"].as_array().unwrap().iter().find(|c| c["billable_metric"]["code"] == "gb").unwrap();
@@ -422,4 +424,42 @@ async fn a_charge_added_later_counts_the_events_already_sent() {
         .clone();
     assert_eq!(seats["units"], "2"); // ann, bob
     assert_eq!(seats["amount_cents"], 1000);
+}
+
+/// Lago (issue 9): the first period starts at the subscription's `started_at` instant, not at
+/// its local midnight (Subscriptions::DatesService#charges_from_datetime): current usage,
+/// invoice periods, and which events count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_period_starts_at_the_start_instant() {
+    let app = TestApp::start("2024-04-11T09:00:00Z").await;
+    catalog(&app).await;
+    app.ok(
+        "POST",
+        "/api/v1/subscriptions",
+        Some(
+            json!({"subscription": {"external_customer_id": "cust-1", "plan_code": "startup", "external_id": "sub-1"}}),
+        ),
+    )
+    .await;
+    // 08:00 the same day is before the subscription: stored, not billed; 10:00 counts.
+    let (eight, ten) = (1_712_822_400, 1_712_829_600); // 2024-04-11T08:00:00Z, T10:00:00Z
+    app.ok("POST", "/api/v1/events/batch", Some(events("before", 3, "calls", eight, json!({})))).await;
+    app.ok("POST", "/api/v1/events/batch", Some(events("after", 2, "calls", ten, json!({})))).await;
+    let usage = app.ok("GET", "/api/v1/customers/cust-1/current_usage?external_subscription_id=sub-1", None).await;
+    assert_eq!(usage["customer_usage"]["from_datetime"], "2024-04-11T09:00:00Z");
+    let calls = usage["customer_usage"]["charges_usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["billable_metric"]["code"] == "calls")
+        .cloned()
+        .unwrap();
+    assert_eq!(calls["events_count"], 2, "{calls}");
+
+    assert_eq!(app.bill("2024-05-01T00:00:00Z").await.invoices_issued, 1);
+    let list = app.ok("GET", "/api/v1/invoices?external_customer_id=cust-1", None).await;
+    let period = &list["invoices"][0]["billing_periods"][0];
+    assert_eq!(period["charges_from_datetime"], "2024-04-11T09:00:00Z", "{period}");
+    assert_eq!(period["subscription_from_datetime"], "2024-04-11T09:00:00Z");
+    assert_eq!(period["charges_to_datetime"], "2024-04-30T23:59:59Z");
 }

@@ -113,7 +113,8 @@ fn a_prorated_first_month_with_filters_groups_tiers_and_taxes() {
     let life = SubscriptionLife::new(started, 0);
     let period = schedule.period_at(started);
     let span = billed_span(&schedule, period, &life).expect("alive in April");
-    assert_eq!((span.from, span.to), (utc("2024-04-10T22:00:00Z"), utc("2024-04-30T22:00:00Z")));
+    // From the start instant (Lago's charges_from_datetime), to the end of April in Paris.
+    assert_eq!((span.from, span.to), (started, utc("2024-04-30T22:00:00Z")));
     let window = Window { start_ms: span.from.timestamp_millis(), end_ms: span.to.timestamp_millis() };
 
     // 1500 API calls → 500 paid × 0.002 = 1.00

@@ -1,6 +1,6 @@
 //! Which part of a period a subscription is billed for, and its prorated subscription fee.
 
-use super::schedule::{days_inclusive, local_midnight, BillingSchedule, Period};
+use super::schedule::{days_inclusive, BillingSchedule, Period};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
@@ -48,7 +48,9 @@ impl BilledSpan {
 pub fn billed_span(schedule: &BillingSchedule, period: Period, life: &SubscriptionLife) -> Option<BilledSpan> {
     let started_on = schedule.local_date(life.started_at);
     let from_date = period.start_date.max(started_on);
-    let from = period.start.max(local_midnight(schedule.timezone, started_on));
+    // The first period starts at the subscription's start instant, not at its local midnight
+    // (Lago's Subscriptions::DatesService#charges_from_datetime).
+    let from = period.start.max(life.started_at);
     let (to_date, to) = match life.terminated_at {
         Some(t) if t < period.end => (schedule.local_date(t).min(period.end_date), t),
         _ => (period.end_date, period.end),
@@ -97,7 +99,8 @@ mod tests {
         let schedule = BillingSchedule::new(Interval::Monthly, BillingTime::Calendar, UTC, started);
         let life = SubscriptionLife::new(started, 0);
         let span = billed_span(&schedule, schedule.period_at(started), &life).unwrap();
-        assert_eq!((span.days(), span.from), (10, utc("2024-04-21T00:00:00Z")));
+        // The span starts at the start instant (Lago's charges_from_datetime); days count whole.
+        assert_eq!((span.days(), span.from), (10, started));
         assert_eq!(prorated_subscription_fee(dec!(30), &schedule, &span, &life), dec!(10));
         // The next period is whole.
         let next = billed_span(&schedule, schedule.next(&span.period), &life).unwrap();
@@ -140,7 +143,7 @@ mod tests {
         let schedule = BillingSchedule::new(Interval::Monthly, BillingTime::Calendar, Asia::Kolkata, started);
         let life = SubscriptionLife::new(started, 0);
         let span = billed_span(&schedule, schedule.period_at(started), &life).unwrap();
-        assert_eq!(span.from, utc("2024-02-09T18:30:00Z")); // local midnight Feb 10
+        assert_eq!(span.from, started); // the start instant, on local Feb 10
         assert_eq!(prorated_subscription_fee(dec!(29), &schedule, &span, &life), dec!(20));
     }
 }

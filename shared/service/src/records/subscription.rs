@@ -62,10 +62,10 @@ impl SubscriptionRecord {
     /// Whether an event at `at` belongs to this subscription: from the start of its first day
     /// (in its timezone) until its termination.
     pub fn covers(&self, at: DateTime<Utc>) -> bool {
+        // From the start instant: an event earlier the same day is not in the subscription
+        // (Lago bills usage from `started_at`).
         let Some(started_at) = self.started_at else { return false };
-        let first_day = started_at.with_timezone(&self.tz()).date_naive();
-        let day_start = tally_domain::periods::local_midnight(self.tz(), first_day);
-        day_start <= at && self.terminated_at.is_none_or(|t| at < t)
+        started_at <= at && self.terminated_at.is_none_or(|t| at < t)
     }
 
     pub fn billing_time(&self) -> tally_domain::periods::BillingTime {
