@@ -25,14 +25,12 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tally_store::{
-    AppendOutcome, EventBatch, EventFilter, Item, Key, LoggedEvent, Page, Query, Store, StoreError, StoreResult, Write,
-};
+use tally_store::intercepted::{Call, Hooks, Intercepted, Then};
+use tally_store::{Store, StoreError, StoreResult};
 
-/// A store that fails some calls: before applying them (throttling, conflicts) or after
-/// (a timeout once the write is durable). Seeded, so a failing run can be replayed.
-pub struct FaultyStore {
-    inner: Arc<dyn Store>,
+/// Fails some calls of a store: before applying them (throttling, conflicts) or after (a
+/// timeout once the write is durable). Seeded, so a failing run can be replayed.
+pub struct Faults {
     rng: Mutex<StdRng>,
     /// Chance that a call fails, in percent.
     percent: u32,
@@ -40,16 +38,12 @@ pub struct FaultyStore {
     pub injected: AtomicU64,
 }
 
-enum Fault {
-    None,
-    Before,
-    After,
-}
+/// A store failing calls as its [`Faults`] say.
+pub type FaultyStore = Intercepted<Faults>;
 
-impl FaultyStore {
-    pub fn new(inner: Arc<dyn Store>, seed: u64, percent: u32) -> Self {
+impl Faults {
+    pub fn new(seed: u64, percent: u32) -> Self {
         Self {
-            inner,
             rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x5eed)),
             percent,
             enabled: AtomicBool::new(true),
@@ -60,80 +54,23 @@ impl FaultyStore {
     pub fn set_enabled(&self, enabled: bool) {
         self.enabled.store(enabled, Ordering::SeqCst);
     }
-
-    fn draw(&self, writes: bool) -> Fault {
-        if !self.enabled.load(Ordering::SeqCst) {
-            return Fault::None;
-        }
-        let mut rng = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if rng.random_range(0..100) >= self.percent {
-            return Fault::None;
-        }
-        self.injected.fetch_add(1, Ordering::Relaxed);
-        if writes && rng.random_bool(0.5) {
-            Fault::After
-        } else {
-            Fault::Before
-        }
-    }
-
-    fn error(after: bool) -> StoreError {
-        StoreError::Unavailable(
-            if after { "injected: timed out after the write" } else { "injected: throttled" }.into(),
-        )
-    }
 }
 
 #[async_trait]
-impl Store for FaultyStore {
-    async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
-        match self.draw(false) {
-            Fault::None => self.inner.get(key).await,
-            _ => Err(Self::error(false)),
+impl Hooks for Faults {
+    async fn before(&self, call: Call) -> StoreResult<Then> {
+        if !self.enabled.load(Ordering::SeqCst) {
+            return Ok(Then::Answer);
         }
-    }
-    async fn query(&self, query: &Query) -> StoreResult<Page> {
-        match self.draw(false) {
-            Fault::None => self.inner.query(query).await,
-            _ => Err(Self::error(false)),
+        let mut rng = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if rng.random_range(0..100) >= self.percent {
+            return Ok(Then::Answer);
         }
-    }
-    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
-        match self.draw(true) {
-            Fault::None => self.inner.transact(writes).await,
-            Fault::Before => Err(Self::error(false)),
-            Fault::After => self.inner.transact(writes).await.and(Err(Self::error(true))),
-        }
-    }
-    async fn append_events(&self, batch: EventBatch) -> StoreResult<AppendOutcome> {
-        match self.draw(true) {
-            Fault::None => self.inner.append_events(batch).await,
-            Fault::Before => Err(Self::error(false)),
-            Fault::After => self.inner.append_events(batch).await.and(Err(Self::error(true))),
-        }
-    }
-    async fn events_by_transaction(&self, org: &str, transaction_id: &str) -> StoreResult<Vec<LoggedEvent>> {
-        match self.draw(false) {
-            Fault::None => self.inner.events_by_transaction(org, transaction_id).await,
-            _ => Err(Self::error(false)),
-        }
-    }
-    async fn events_exist(&self, org: &str, keys: &[(String, String)]) -> StoreResult<Vec<bool>> {
-        match self.draw(false) {
-            Fault::None => self.inner.events_exist(org, keys).await,
-            _ => Err(Self::error(false)),
-        }
-    }
-    async fn list_events(
-        &self,
-        org: &str,
-        filter: &EventFilter,
-        offset: usize,
-        limit: usize,
-    ) -> StoreResult<(Vec<LoggedEvent>, u64)> {
-        match self.draw(false) {
-            Fault::None => self.inner.list_events(org, filter, offset, limit).await,
-            _ => Err(Self::error(false)),
+        self.injected.fetch_add(1, Ordering::Relaxed);
+        if call.writes() && rng.random_bool(0.5) {
+            Ok(Then::Fail(StoreError::Unavailable("injected: timed out after the write".into())))
+        } else {
+            Err(StoreError::Unavailable("injected: throttled".into()))
         }
     }
 }
@@ -199,7 +136,7 @@ fn plan_resent(per_event: &str) -> PlanInput {
 /// Runs the workload of one seed on `store` (fresh, empty), failing `fault_percent` % of the
 /// store's calls, and checks it. `Err` says what differed from the model.
 pub async fn run(seed: u64, store: Arc<dyn Store>, steps: usize, fault_percent: u32) -> Result<Summary, String> {
-    let faulty = Arc::new(FaultyStore::new(store, seed, fault_percent));
+    let faulty = Arc::new(Intercepted::new(store, Faults::new(seed, fault_percent)));
     let start: DateTime<Utc> = Utc.with_ymd_and_hms(2024, 4, 1, 0, 0, 0).single().ok_or("start")?;
     let last_instant = Utc.with_ymd_and_hms(2024, 7, 31, 0, 0, 0).single().ok_or("end")?;
     let clock = Arc::new(FixedClock::new(start));
@@ -210,7 +147,7 @@ pub async fn run(seed: u64, store: Arc<dyn Store>, steps: usize, fault_percent: 
 
     // The catalog, as a client sets it up: retried, and what an earlier attempt created counts
     // (the store below may fail too, when it injects faults of its own).
-    faulty.set_enabled(false);
+    faulty.hooks.set_enabled(false);
     let org: Org = retried(|| organizations::bootstrap(&tally, "Audit", Some("audit-key".into())))
         .await
         .map_err(|e| fail("org", e))?
@@ -235,7 +172,7 @@ pub async fn run(seed: u64, store: Arc<dyn Store>, steps: usize, fault_percent: 
     if let Err(e) = retried(|| plans::create(&tally, &org, plan())).await {
         retried(|| plans::get(&tally, &org, "p")).await.map_err(|_| fail("plan", e))?;
     }
-    faulty.set_enabled(true);
+    faulty.hooks.set_enabled(true);
 
     let mut model: HashMap<String, Expected> = HashMap::new();
     let mut stored: Vec<(String, String)> = Vec::new(); // (subscription, transaction id)
@@ -370,8 +307,8 @@ pub async fn run(seed: u64, store: Arc<dyn Store>, steps: usize, fault_percent: 
     if !closed {
         return Err(format!("seed {seed}: the final close never completed"));
     }
-    summary.faults = faulty.injected.load(Ordering::Relaxed);
-    faulty.set_enabled(false);
+    summary.faults = faulty.hooks.injected.load(Ordering::Relaxed);
+    faulty.hooks.set_enabled(false);
     check(seed, &tally, &org, &model, &mut summary, end).await?;
     summary.subscriptions = model.len();
     Ok(summary)

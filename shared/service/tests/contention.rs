@@ -12,9 +12,8 @@ use tally_service::customers;
 use tally_service::events::{self, EventInput};
 use tally_service::plans::{self, ChargeInput, PlanInput};
 use tally_service::{organizations, testing, usage, FixedClock, Org, ServiceError, Tally};
-use tally_store::{
-    AppendOutcome, EventBatch, EventFilter, Item, Key, LoggedEvent, Page, Query, SqliteStore, Store, StoreResult, Write,
-};
+use tally_store::intercepted::{Call, Hooks, Intercepted, Then};
+use tally_store::{SqliteStore, StoreResult};
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().expect("instant")
@@ -153,44 +152,23 @@ async fn creating_different_customers_concurrently_never_fails() {
     assert_eq!(ids.len(), 201);
 }
 
-/// A store on which another subscription is created between every read and write of an event
-/// batch: the worst interleaving of sign-ups and ingestion, every time.
+/// Creates another subscription between every read and write of an event batch (on a store of
+/// its own over the same data): the worst interleaving of sign-ups and ingestion, every time.
+#[derive(Default)]
 struct SignUpBeforeEveryAppend {
-    inner: Arc<SqliteStore>,
     signups: Mutex<Option<(Tally, Org)>>,
     count: AtomicUsize,
 }
 
 #[async_trait]
-impl Store for SignUpBeforeEveryAppend {
-    async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
-        self.inner.get(key).await
-    }
-    async fn query(&self, query: &Query) -> StoreResult<Page> {
-        self.inner.query(query).await
-    }
-    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
-        self.inner.transact(writes).await
-    }
-    async fn append_events(&self, batch: EventBatch) -> StoreResult<AppendOutcome> {
+impl Hooks for SignUpBeforeEveryAppend {
+    async fn before(&self, call: Call) -> StoreResult<Then> {
         let signups = self.signups.lock().expect("lock").clone();
-        if let Some((tally, org)) = signups {
+        if let (Call::AppendEvents, Some((tally, org))) = (call, signups) {
             let id = format!("new-{}", self.count.fetch_add(1, Ordering::SeqCst));
             testing::subscribe(&tally, &org, &id, "p", &id, None).await.expect("sign-up");
         }
-        self.inner.append_events(batch).await
-    }
-    async fn events_by_transaction(&self, org: &str, transaction_id: &str) -> StoreResult<Vec<LoggedEvent>> {
-        self.inner.events_by_transaction(org, transaction_id).await
-    }
-    async fn list_events(
-        &self,
-        org: &str,
-        filter: &EventFilter,
-        offset: usize,
-        limit: usize,
-    ) -> StoreResult<(Vec<LoggedEvent>, u64)> {
-        self.inner.list_events(org, filter, offset, limit).await
+        Ok(Then::Answer)
     }
 }
 
@@ -198,23 +176,19 @@ impl Store for SignUpBeforeEveryAppend {
 async fn a_sign_up_racing_every_batch_never_fails_ingestion_for_another_subscription() {
     let dir = tempfile::tempdir().expect("dir");
     let inner = Arc::new(SqliteStore::open(dir.path()).expect("store"));
-    let racing = Arc::new(SignUpBeforeEveryAppend {
-        inner: inner.clone(),
-        signups: Mutex::new(None),
-        count: AtomicUsize::new(0),
-    });
+    let racing = Arc::new(Intercepted::new(inner.clone(), SignUpBeforeEveryAppend::default()));
     let clock = Arc::new(FixedClock::new(at("2024-04-05T00:00:00Z")));
     let tally = Tally::new(racing.clone(), clock.clone());
     let org = organizations::bootstrap(&tally, "Acme", Some("k".into())).await.expect("org").organization;
     testing::counting_plan(&tally, &org, "calls", "p", 1000, "1").await.expect("catalog");
     testing::subscribe(&tally, &org, "cust", "p", "sub", Some("2024-04-01T00:00:00Z")).await.expect("subscription");
     // From here, a sign-up (another process, on the same data) lands inside every batch's window.
-    *racing.signups.lock().expect("lock") = Some((Tally::new(inner, clock), org.clone()));
+    *racing.hooks.signups.lock().expect("lock") = Some((Tally::new(inner, clock), org.clone()));
     for batch in 0..5 {
         let inputs = (0..5).map(|e| call(&format!("busy-{batch}-{e}"))).collect();
         events::ingest(&tally, &org, inputs).await.expect("a sign-up elsewhere does not fail the batch");
     }
-    assert_eq!(racing.count.load(Ordering::SeqCst), 5, "each batch raced one sign-up and went through at once");
+    assert_eq!(racing.hooks.count.load(Ordering::SeqCst), 5, "each batch raced one sign-up and went through at once");
     let usage = usage::current_usage(&tally, &org, "cust", "sub", false).await.expect("usage");
     assert_eq!(usage.charges[0].events_count, 25);
 }

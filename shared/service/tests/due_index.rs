@@ -7,53 +7,31 @@ use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tally_service::{due_index, invoices, organizations, period_close, testing, FixedClock, Org, Tally};
-use tally_store::{
-    AppendOutcome, Condition, EventBatch, EventFilter, Item, Key, LoggedEvent, Page, Query, SqliteStore, Store,
-    StoreResult, Write,
-};
+use tally_store::intercepted::{Call, Hooks, Intercepted, Then};
+use tally_store::{Condition, Key, Query, SqliteStore, Store, StoreResult, Write};
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().expect("instant")
 }
 
-/// A store that counts the reads made through it.
-struct Counting {
-    inner: SqliteStore,
-    reads: AtomicUsize,
-}
+/// Counts the reads made through a store.
+#[derive(Default)]
+struct Reads(AtomicUsize);
 
 #[async_trait]
-impl Store for Counting {
-    async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(key).await
-    }
-    async fn query(&self, query: &Query) -> StoreResult<Page> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.query(query).await
-    }
-    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
-        self.inner.transact(writes).await
-    }
-    async fn append_events(&self, batch: EventBatch) -> StoreResult<AppendOutcome> {
-        self.inner.append_events(batch).await
-    }
-    async fn events_by_transaction(&self, org: &str, transaction_id: &str) -> StoreResult<Vec<LoggedEvent>> {
-        self.inner.events_by_transaction(org, transaction_id).await
-    }
-    async fn list_events(
-        &self,
-        org: &str,
-        filter: &EventFilter,
-        offset: usize,
-        limit: usize,
-    ) -> StoreResult<(Vec<LoggedEvent>, u64)> {
-        self.inner.list_events(org, filter, offset, limit).await
+impl Hooks for Reads {
+    async fn before(&self, call: Call) -> StoreResult<Then> {
+        if matches!(call, Call::Get | Call::Query) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(Then::Answer)
     }
 }
 
+type Counting = Intercepted<Reads>;
+
 async fn setup(dir: &std::path::Path, subscriptions: usize) -> (Tally, Org, Arc<Counting>, Arc<FixedClock>) {
-    let store = Arc::new(Counting { inner: SqliteStore::open(dir).expect("store"), reads: AtomicUsize::new(0) });
+    let store = Arc::new(Counting::new(Arc::new(SqliteStore::open(dir).expect("store")), Reads::default()));
     let clock = Arc::new(FixedClock::new(at("2024-04-01T00:00:00Z")));
     let tally = Tally::new(store.clone(), clock.clone());
     let org = organizations::bootstrap(&tally, "Acme", Some("k".into())).await.expect("org").organization;
@@ -66,9 +44,9 @@ async fn setup(dir: &std::path::Path, subscriptions: usize) -> (Tally, Org, Arc<
 
 /// Reads made by one close of the installation at `now`, with what it did.
 async fn close(tally: &Tally, store: &Counting, now: &str) -> (usize, period_close::CloseReport) {
-    let before = store.reads.load(Ordering::SeqCst);
+    let before = store.hooks.0.load(Ordering::SeqCst);
     let report = period_close::run_all(tally, at(now)).await.expect("close");
-    (store.reads.load(Ordering::SeqCst) - before, report)
+    (store.hooks.0.load(Ordering::SeqCst) - before, report)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

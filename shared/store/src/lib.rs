@@ -14,6 +14,7 @@
 //! must pass.
 
 pub mod contract;
+pub mod intercepted;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
