@@ -5,20 +5,15 @@
 //! (1 %).
 //! `TALLY_AUDIT_SEEDS` picks seeds (default 1-2), `TALLY_AUDIT_STEPS` the workload length.
 
+mod support;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tally_aws::{dynamodb_client, DynamoStore, Faults};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_workload_matches_the_model_on_dynamodb() {
-    let endpoint = std::env::var("TALLY_TEST_DYNAMODB_ENDPOINT")
-        .expect("set TALLY_TEST_DYNAMODB_ENDPOINT to a DynamoDB endpoint (tests/run starts moto's server)");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await;
+    let config = support::config().await;
     let spec = std::env::var("TALLY_AUDIT_SEEDS").unwrap_or_else(|_| "1-2".into());
     let seeds: Vec<u64> = match spec.split_once('-') {
         Some((a, b)) => (a.parse().unwrap_or(1)..=b.parse().unwrap_or(0)).collect(),

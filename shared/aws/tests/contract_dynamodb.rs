@@ -5,19 +5,14 @@
 // Write units per event are a ratio, not money.
 #![allow(clippy::float_arithmetic)]
 
+mod support;
+
 use std::sync::Arc;
 use tally_aws::{dynamodb_client, DynamoStore};
 use tally_store::{contract, Store};
 
 async fn store() -> DynamoStore {
-    let endpoint = std::env::var("TALLY_TEST_DYNAMODB_ENDPOINT")
-        .expect("set TALLY_TEST_DYNAMODB_ENDPOINT to a DynamoDB endpoint (tests/run starts moto's server)");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await;
+    let config = support::config().await;
     let table = format!("tally-contract-{}", std::process::id());
     let store = DynamoStore::new(dynamodb_client(&config), table);
     store.create_table_if_missing().await.expect("create table");

@@ -48,17 +48,10 @@ const WINDOW: Window = Window { start_ms: 1_700_000_000_000, end_ms: 1_702_592_0
 
 /// Metrics every event of a batch is metered with: each aggregation, one with an expression.
 fn metrics() -> Vec<BillableMetric> {
-    let mut all: Vec<BillableMetric> = [
-        AggregationType::CountAgg,
-        AggregationType::SumAgg,
-        AggregationType::MaxAgg,
-        AggregationType::LatestAgg,
-        AggregationType::UniqueCountAgg,
-        AggregationType::WeightedSumAgg,
-    ]
-    .into_iter()
-    .map(|aggregation| BillableMetric::simple("m", aggregation, Some("gb")))
-    .collect();
+    let mut all: Vec<BillableMetric> = AggregationType::ALL
+        .into_iter()
+        .map(|aggregation| BillableMetric::simple("m", aggregation, Some("gb")))
+        .collect();
     let mut computed = BillableMetric::simple("m", AggregationType::SumAgg, Some("gb"));
     computed.expression = Expression::parse("round(event.properties.gb * event.properties.a / 3600, 2)").ok();
     all.push(computed);

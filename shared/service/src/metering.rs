@@ -348,14 +348,7 @@ mod tests {
             free_units_per_events: Some(1),
             ..Default::default()
         });
-        for aggregation in [
-            AggregationType::CountAgg,
-            AggregationType::SumAgg,
-            AggregationType::MaxAgg,
-            AggregationType::LatestAgg,
-            AggregationType::UniqueCountAgg,
-            AggregationType::WeightedSumAgg,
-        ] {
+        for aggregation in AggregationType::ALL {
             let metric = BillableMetric::simple("m", aggregation, Some("v"));
             let mut usage = ChargeUsage::new(&metric, &percentage, window);
             usage.fold(&percentage, &Measurement::value(5, dec!(2.5))).unwrap();

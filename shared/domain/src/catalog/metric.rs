@@ -17,6 +17,10 @@ pub enum AggregationType {
 }
 
 impl AggregationType {
+    /// Every aggregation, for code that must cover them all (tests, fuzzing).
+    pub const ALL: [AggregationType; 6] =
+        [Self::CountAgg, Self::SumAgg, Self::MaxAgg, Self::UniqueCountAgg, Self::LatestAgg, Self::WeightedSumAgg];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::CountAgg => "count_agg",
